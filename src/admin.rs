@@ -1,0 +1,68 @@
+//! The admin listener: `GET /healthz` and `GET /metrics`.
+
+use crate::metrics;
+use crate::proxy::State;
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+pub struct Admin {
+    pub state: &'static State,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("Content-Type", content_type)
+        .header("Content-Length", body.len())
+        .header("Cache-Control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+impl Admin {
+    /// 200 while every pool has at least one healthy peer; 503 naming the pools that have none.
+    pub fn healthz(&self) -> (StatusCode, String) {
+        let down: Vec<&str> = self
+            .state
+            .pools
+            .iter()
+            .filter(|p| !p.health().iter().any(|(_, healthy)| *healthy))
+            .map(|p| p.name.as_str())
+            .collect();
+        if down.is_empty() {
+            (StatusCode::OK, "ok\n".into())
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("down: no healthy peer in upstream {}\n", down.join(", ")),
+            )
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        if req.method != http::Method::GET && req.method != http::Method::HEAD {
+            return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"GET only\n".to_vec());
+        }
+        match req.uri.path() {
+            "/healthz" => {
+                let (status, body) = self.healthz();
+                reply(status, "text/plain; charset=utf-8", body.into_bytes())
+            }
+            "/metrics" => {
+                let (ct, body) = metrics::render(&self.state.pools, self.state.cache.storage);
+                reply(StatusCode::OK, &ct, body)
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                b"not found (try /healthz or /metrics)\n".to_vec(),
+            ),
+        }
+    }
+}

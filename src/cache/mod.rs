@@ -1,0 +1,156 @@
+//! Caching policy on top of pingora-cache: which responses are stored and for how long, the
+//! cache key, the cache-status label, and the process-wide storage/lock. Storage itself lives in
+//! `storage.rs`.
+
+pub mod storage;
+
+use crate::config::CacheSettings;
+use http::StatusCode;
+use pingora_cache::cache_control::CacheControl;
+use pingora_cache::filters::resp_cacheable;
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::{CacheKey, CacheMetaDefaults, CachePhase, HttpCache, RespCacheable};
+use pingora_http::ResponseHeader;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+pub use storage::MemoryStorage;
+
+// `CacheMetaDefaults` takes a plain fn pointer, so the configured TTLs live in statics.
+static DEFAULT_TTL_SECS: AtomicU64 = AtomicU64::new(3600);
+static NEGATIVE_TTL_SECS: AtomicU64 = AtomicU64::new(10);
+
+/// Heuristic freshness when the origin sends neither Cache-Control nor Expires.
+fn fresh_by_status(status: StatusCode) -> Option<Duration> {
+    match status.as_u16() {
+        200 | 203 | 300 | 301 | 308 => Some(Duration::from_secs(
+            DEFAULT_TTL_SECS.load(Ordering::Relaxed),
+        )),
+        404 | 410 => Some(Duration::from_secs(
+            NEGATIVE_TTL_SECS.load(Ordering::Relaxed),
+        )),
+        _ => None,
+    }
+}
+
+/// The cache parts shared by every request (pingora wants `&'static`).
+pub struct Cache {
+    pub storage: &'static MemoryStorage,
+    lock: &'static CacheKeyLockImpl,
+    defaults: CacheMetaDefaults,
+    serve_stale_while_revalidate: bool,
+}
+
+impl Cache {
+    pub fn new(s: &CacheSettings) -> Cache {
+        DEFAULT_TTL_SECS.store(s.default_ttl.as_secs(), Ordering::Relaxed);
+        NEGATIVE_TTL_SECS.store(s.negative_ttl.as_secs(), Ordering::Relaxed);
+        let storage: &'static MemoryStorage =
+            Box::leak(Box::new(MemoryStorage::new(s.memory_bytes, s.max_object_bytes)));
+        let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(s.lock_timeout));
+        Cache {
+            storage,
+            lock,
+            defaults: CacheMetaDefaults::new(
+                fresh_by_status,
+                secs_u32(s.stale_while_revalidate),
+                secs_u32(s.stale_if_error),
+            ),
+            serve_stale_while_revalidate: !s.stale_while_revalidate.is_zero(),
+        }
+    }
+
+    /// Turns caching on for this request (with the cache lock collapsing concurrent misses).
+    pub fn enable(&'static self, cache: &mut HttpCache) {
+        cache.enable(self.storage, None, None, Some(self.lock), None);
+        cache.set_max_file_size_bytes(self.storage.max_object());
+    }
+
+    /// Honours Cache-Control (`no-store`, `private`, `max-age`, `s-maxage`, SWR/SIE) and
+    /// Expires; otherwise the configured default TTL.
+    pub fn cacheability(&self, resp: &ResponseHeader, authorization: bool) -> RespCacheable {
+        let cc = CacheControl::from_resp_headers(resp);
+        resp_cacheable(cc.as_ref(), resp.clone(), authorization, &self.defaults)
+    }
+
+    pub fn serve_stale_while_revalidate(&self) -> bool {
+        self.serve_stale_while_revalidate
+    }
+}
+
+fn secs_u32(d: Duration) -> u32 {
+    d.as_secs().min(u32::MAX as u64) as u32
+}
+
+/// The cache key: `host \n path \n normalized query` (the host lower-cased without a default
+/// port, the query's `&`-separated pairs sorted, empty pairs dropped). `extra` carries anything
+/// else the response depends on (the canonical transform, once negotiated).
+pub fn key(host: &str, path: &str, query: Option<&str>, extra: &str) -> CacheKey {
+    let mut primary = String::with_capacity(host.len() + path.len() + 64);
+    primary.push_str(&normalize_host(host));
+    primary.push('\n');
+    primary.push_str(path);
+    primary.push('\n');
+    primary.push_str(&normalize_query(query));
+    primary.push('\n');
+    primary.push_str(extra);
+    CacheKey::new(primary, "")
+}
+
+pub fn normalize_host(host: &str) -> String {
+    let h = host.to_ascii_lowercase();
+    match h.strip_suffix(":80").or_else(|| h.strip_suffix(":443")) {
+        Some(s) => s.to_string(),
+        None => h,
+    }
+}
+
+pub fn normalize_query(query: Option<&str>) -> String {
+    let Some(q) = query else {
+        return String::new();
+    };
+    let mut parts: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
+    parts.sort_unstable();
+    parts.join("&")
+}
+
+/// `X-Cache-Status` value for a finished cache phase.
+pub fn status_label(phase: CachePhase) -> &'static str {
+    match phase {
+        CachePhase::Hit => "HIT",
+        CachePhase::Miss => "MISS",
+        CachePhase::Stale => "STALE",
+        CachePhase::StaleUpdating => "UPDATING",
+        CachePhase::Expired => "EXPIRED",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
+        CachePhase::Disabled(_) | CachePhase::Bypass => "BYPASS",
+        CachePhase::Uninit | CachePhase::CacheKey => "MISS",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_normalization() {
+        assert_eq!(normalize_query(Some("b=2&a=1&&c")), "a=1&b=2&c");
+        assert_eq!(normalize_query(None), "");
+        assert_eq!(normalize_query(Some("")), "");
+    }
+
+    #[test]
+    fn host_normalization() {
+        assert_eq!(normalize_host("Example.COM:80"), "example.com");
+        assert_eq!(normalize_host("example.com:8080"), "example.com:8080");
+    }
+
+    #[test]
+    fn keys_ignore_query_order() {
+        use pingora_cache::key::CacheHashKey;
+        let a = key("h", "/p", Some("x=1&y=2"), "");
+        let b = key("H:80", "/p", Some("y=2&x=1"), "");
+        assert_eq!(a.combined_bin(), b.combined_bin());
+        let c = key("h", "/p", Some("x=1"), "");
+        assert_ne!(a.combined_bin(), c.combined_bin());
+    }
+}

@@ -1,0 +1,43 @@
+//! Every default of the configuration, in one place (documented in conf/reference.yaml).
+
+use std::time::Duration;
+
+pub const LISTEN: &str = "127.0.0.1:8080";
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9180";
+pub const PID_FILE: &str = "/tmp/imgedge.pid";
+pub const UPGRADE_SOCK: &str = "/tmp/imgedge_upgrade.sock";
+/// Old processes keep serving this long after a graceful upgrade/stop begins.
+pub const GRACE_PERIOD_SECONDS: u64 = 5;
+pub const GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
+pub const UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 256;
+
+pub fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const TOTAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const RETRIES: usize = 1;
+
+pub const HC_PATH: &str = "/";
+pub const HC_INTERVAL: Duration = Duration::from_secs(5);
+pub const HC_TIMEOUT: Duration = Duration::from_secs(1);
+pub const HC_HEALTHY_THRESHOLD: usize = 2;
+pub const HC_UNHEALTHY_THRESHOLD: usize = 3;
+
+pub const CACHE_MEMORY_BYTES: u64 = 256 << 20;
+/// Largest single object admitted to the memory cache.
+pub const CACHE_MAX_OBJECT_BYTES: u64 = 32 << 20;
+/// TTL when the origin gives no Cache-Control/Expires.
+pub const CACHE_DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// TTL for 404/410 when the origin says nothing.
+pub const CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+pub const CACHE_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
+pub const CACHE_STALE_IF_ERROR: Duration = Duration::from_secs(86400);
+/// How long concurrent misses wait for the one request that fetches a key.
+pub const CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(10);

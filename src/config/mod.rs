@@ -1,0 +1,130 @@
+//! Configuration: the YAML file (`raw`), its defaults (`defaults`) and the validated model the
+//! rest of imgedge sees (this file). Knows nothing of the proxy.
+
+pub mod defaults;
+pub mod raw;
+pub mod size;
+mod validate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use validate::{load_file, parse_str, ConfigError, ConfigErrors};
+
+/// The shipped default configuration (`conf/imgedge.yaml`), used when no `-c` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf/imgedge.yaml");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub listen: Vec<String>,
+    pub admin: AdminSettings,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    pub cache: CacheSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub daemon: bool,
+    pub error_log: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub upstream_keepalive_pool_size: usize,
+    pub work_stealing: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub kind: UpstreamKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamKind {
+    Peers(PeerPool),
+    Dir(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbAlgorithm {
+    RoundRobin,
+    /// Ketama consistent hashing on the cache key.
+    Consistent,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerPool {
+    /// `host:port` as configured; resolved at start-up.
+    pub peers: Vec<String>,
+    pub tls: Option<TlsSettings>,
+    /// `Host` header sent to the origin; `None` keeps the client's.
+    pub host: Option<String>,
+    pub lb: LbAlgorithm,
+    pub health_check: Option<HealthCheck>,
+    pub timeouts: Timeouts,
+    /// Extra attempts on another peer when connecting fails.
+    pub retries: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub sni: String,
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: usize,
+    pub unhealthy_threshold: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub total_connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub prefix: String,
+    pub host: Option<String>,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    pub strip_prefix: bool,
+    pub cache: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub memory_bytes: u64,
+    pub max_object_bytes: u64,
+    pub default_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub access: bool,
+    pub level: String,
+}

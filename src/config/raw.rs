@@ -1,0 +1,130 @@
+//! The YAML file as written by the operator: typed, `deny_unknown_fields`, every field optional
+//! so that validation (in `validate.rs`) can report every problem at once with its key path.
+//! Defaults live in `defaults.rs`, not here.
+
+use super::size::Quantity;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub threads: Option<usize>,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub daemon: Option<bool>,
+    pub error_log: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub upstream_keepalive_pool_size: Option<usize>,
+    pub work_stealing: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub interval: Option<Quantity>,
+    pub timeout: Option<Quantity>,
+    pub healthy_threshold: Option<usize>,
+    pub unhealthy_threshold: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<Quantity>,
+    pub total_connect: Option<Quantity>,
+    pub read: Option<Quantity>,
+    pub write: Option<Quantity>,
+    pub idle: Option<Quantity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
+}
+
+/// `tls: true`, `tls: false` or `tls: {sni: ..., verify: ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTlsSetting {
+    Flag(bool),
+    Detailed(RawTls),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub peers: Option<Vec<String>>,
+    pub dir: Option<String>,
+    pub tls: Option<RawTlsSetting>,
+    pub host: Option<String>,
+    pub lb: Option<String>,
+    pub health_check: Option<RawHealthCheck>,
+    pub timeouts: Option<RawTimeouts>,
+    pub retries: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: Option<String>,
+    pub host: Option<String>,
+    pub upstream: Option<String>,
+    pub strip_prefix: Option<bool>,
+    pub cache: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub memory_bytes: Option<Quantity>,
+    pub max_object_bytes: Option<Quantity>,
+    pub default_ttl: Option<Quantity>,
+    pub negative_ttl: Option<Quantity>,
+    pub stale_while_revalidate: Option<Quantity>,
+    pub stale_if_error: Option<Quantity>,
+    pub lock_timeout: Option<Quantity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<bool>,
+    pub level: Option<String>,
+}
+
+/// Top-level sections; each is deserialized on its own so one bad section does not hide the
+/// problems of the others.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "server",
+    "listen",
+    "admin",
+    "upstreams",
+    "routes",
+    "cache",
+    "log",
+];
+
+#[derive(Debug, Default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub listen: Option<Vec<String>>,
+    pub admin: RawAdmin,
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    pub routes: Vec<RawRoute>,
+    pub cache: RawCache,
+    pub log: RawLog,
+}

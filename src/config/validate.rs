@@ -1,0 +1,594 @@
+//! YAML -> validated [`Config`], collecting every problem with its key path.
+
+use super::raw::*;
+use super::size::{parse_duration, parse_size, Quantity};
+use super::*;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// One problem in the configuration, at a key path such as `upstreams.origin.peers[1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Reads and validates a file.
+pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }])
+    })?;
+    parse_str(&text)
+}
+
+/// Parses and validates YAML text.
+pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors::default();
+    let raw = parse_raw(text, &mut errs);
+    let config = raw.map(|raw| validate(raw, &mut errs));
+    match config {
+        Some(c) if errs.0.is_empty() => Ok(c),
+        _ => Err(ConfigErrors(errs.0)),
+    }
+}
+
+/// Deserializes one section, reporting the first problem inside it with its full path.
+fn section<T: DeserializeOwned + Default>(v: Option<&Value>, path: &str, errs: &mut Errors) -> T {
+    let Some(v) = v else { return T::default() };
+    if v.is_null() {
+        return T::default();
+    }
+    match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else if inner.starts_with('[') {
+                format!("{path}{inner}")
+            } else {
+                format!("{path}.{inner}")
+            };
+            errs.add(full, e.inner().to_string());
+            T::default()
+        }
+    }
+}
+
+fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
+    let doc: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            errs.add("", format!("not valid YAML: {e}"));
+            return None;
+        }
+    };
+    let map = match doc {
+        Value::Null => serde_yaml::Mapping::new(),
+        Value::Mapping(m) => m,
+        _ => {
+            errs.add("", "the file must be a YAML mapping of sections");
+            return None;
+        }
+    };
+    for k in map.keys() {
+        match k.as_str() {
+            Some(s) if TOP_LEVEL_KEYS.contains(&s) => {}
+            _ => errs.add(
+                key_name(k),
+                format!("unknown key (expected one of {})", TOP_LEVEL_KEYS.join(", ")),
+            ),
+        }
+    }
+    let mut raw = RawConfig {
+        server: section(map.get("server"), "server", errs),
+        listen: section::<Option<Vec<String>>>(map.get("listen"), "listen", errs),
+        admin: section(map.get("admin"), "admin", errs),
+        cache: section(map.get("cache"), "cache", errs),
+        log: section(map.get("log"), "log", errs),
+        ..Default::default()
+    };
+    match map.get("upstreams") {
+        None | Some(Value::Null) => {}
+        Some(Value::Mapping(ups)) => {
+            for (k, v) in ups {
+                let name = key_name(k);
+                let path = format!("upstreams.{name}");
+                raw.upstreams.insert(name, section(Some(v), &path, errs));
+            }
+        }
+        Some(_) => errs.add("upstreams", "must be a mapping of name -> upstream"),
+    }
+    match map.get("routes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(routes)) => {
+            for (i, v) in routes.iter().enumerate() {
+                raw.routes.push(section(Some(v), &format!("routes[{i}]"), errs));
+            }
+        }
+        Some(_) => errs.add("routes", "must be a list of routes"),
+    }
+    Some(raw)
+}
+
+fn key_name(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
+    let server = validate_server(raw.server, errs);
+    let listen = match raw.listen {
+        None => vec![defaults::LISTEN.to_string()],
+        Some(l) if l.is_empty() => {
+            errs.add("listen", "at least one address is required");
+            vec![]
+        }
+        Some(l) => l,
+    };
+    for (i, a) in listen.iter().enumerate() {
+        check_socket_addr(a, &format!("listen[{i}]"), errs);
+    }
+    let admin_listen = raw
+        .admin
+        .listen
+        .unwrap_or_else(|| defaults::ADMIN_LISTEN.to_string());
+    check_socket_addr(&admin_listen, "admin.listen", errs);
+    if listen.contains(&admin_listen) {
+        errs.add("admin.listen", "must differ from every address in listen");
+    }
+
+    let mut upstreams = Vec::new();
+    for (name, up) in raw.upstreams {
+        let path = format!("upstreams.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errs.add(&path, "upstream names may only use letters, digits, '_' and '-'");
+        }
+        if let Some(kind) = validate_upstream(up, &path, errs) {
+            upstreams.push(Upstream { name, kind });
+        }
+    }
+
+    let mut routes = Vec::new();
+    if raw.routes.is_empty() {
+        errs.add("routes", "at least one route is required");
+    }
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let prefix = match r.prefix {
+            Some(p) if p.starts_with('/') => p,
+            Some(p) => {
+                errs.add(format!("{path}.prefix"), format!("{p:?} must start with '/'"));
+                continue;
+            }
+            None => {
+                errs.add(format!("{path}.prefix"), "is required");
+                continue;
+            }
+        };
+        let upstream = match r.upstream {
+            None => {
+                errs.add(format!("{path}.upstream"), "is required");
+                continue;
+            }
+            Some(u) => match upstreams.iter().position(|x| x.name == u) {
+                Some(idx) => idx,
+                None => {
+                    let known: Vec<&str> = upstreams.iter().map(|x| x.name.as_str()).collect();
+                    errs.add(
+                        format!("{path}.upstream"),
+                        format!("no upstream named {u:?} (known: {})", known.join(", ")),
+                    );
+                    continue;
+                }
+            },
+        };
+        let host = r.host.map(|h| h.to_ascii_lowercase());
+        if let Some(h) = &host {
+            if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
+                errs.add(format!("{path}.host"), format!("{h:?} is not a host name"));
+            }
+        }
+        routes.push(Route {
+            prefix,
+            host,
+            upstream,
+            strip_prefix: r.strip_prefix.unwrap_or(false),
+            cache: r.cache.unwrap_or(true),
+        });
+    }
+
+    let cache = validate_cache(raw.cache, errs);
+    let level = raw.log.level.unwrap_or_else(|| "info".to_string());
+    if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+        errs.add(
+            "log.level",
+            format!("{level:?} is not one of error, warn, info, debug, trace"),
+        );
+    }
+    Config {
+        server,
+        listen,
+        admin: AdminSettings {
+            listen: admin_listen,
+        },
+        upstreams,
+        routes,
+        cache,
+        log: LogSettings {
+            access: raw.log.access.unwrap_or(true),
+            level,
+        },
+    }
+}
+
+fn validate_server(s: RawServer, errs: &mut Errors) -> ServerSettings {
+    let threads = s.threads.unwrap_or_else(defaults::threads);
+    if threads == 0 {
+        errs.add("server.threads", "must be at least 1");
+    }
+    ServerSettings {
+        threads,
+        pid_file: s.pid_file.unwrap_or_else(|| defaults::PID_FILE.into()),
+        upgrade_sock: s
+            .upgrade_sock
+            .unwrap_or_else(|| defaults::UPGRADE_SOCK.into()),
+        daemon: s.daemon.unwrap_or(false),
+        error_log: s.error_log,
+        user: s.user,
+        group: s.group,
+        grace_period_seconds: s
+            .grace_period_seconds
+            .unwrap_or(defaults::GRACE_PERIOD_SECONDS),
+        graceful_shutdown_timeout_seconds: s
+            .graceful_shutdown_timeout_seconds
+            .unwrap_or(defaults::GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS),
+        upstream_keepalive_pool_size: s
+            .upstream_keepalive_pool_size
+            .unwrap_or(defaults::UPSTREAM_KEEPALIVE_POOL_SIZE),
+        work_stealing: s.work_stealing.unwrap_or(true),
+    }
+}
+
+fn check_socket_addr(a: &str, path: &str, errs: &mut Errors) {
+    if a.parse::<SocketAddr>().is_err() {
+        errs.add(path, format!("{a:?} is not an ip:port address"));
+    }
+}
+
+/// `host:port` with a DNS name or an IP (`[v6]:port` for IPv6).
+pub(crate) fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    port_ok && host_ok
+}
+
+fn dur(q: Option<Quantity>, default: Duration, path: String, errs: &mut Errors) -> Duration {
+    match q {
+        None => default,
+        Some(q) => parse_duration(&q).unwrap_or_else(|m| {
+            errs.add(path, m);
+            default
+        }),
+    }
+}
+
+fn size(q: Option<Quantity>, default: u64, path: &str, errs: &mut Errors) -> u64 {
+    match q {
+        None => default,
+        Some(q) => parse_size(&q).unwrap_or_else(|m| {
+            errs.add(path, m);
+            default
+        }),
+    }
+}
+
+fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<UpstreamKind> {
+    match (up.peers, up.dir) {
+        (Some(_), Some(_)) => {
+            errs.add(path, "set either peers or dir, not both");
+            None
+        }
+        (None, None) => {
+            errs.add(path, "needs peers (host:port list) or dir (a local directory)");
+            None
+        }
+        (None, Some(dir)) => {
+            for (set, key) in [
+                (up.tls.is_some(), "tls"),
+                (up.host.is_some(), "host"),
+                (up.lb.is_some(), "lb"),
+                (up.health_check.is_some(), "health_check"),
+                (up.timeouts.is_some(), "timeouts"),
+                (up.retries.is_some(), "retries"),
+            ] {
+                if set {
+                    errs.add(format!("{path}.{key}"), "only applies to an upstream with peers");
+                }
+            }
+            let p = PathBuf::from(&dir);
+            if !p.is_dir() {
+                errs.add(format!("{path}.dir"), format!("{dir:?} is not a directory"));
+            }
+            Some(UpstreamKind::Dir(p))
+        }
+        (Some(peers), None) => {
+            if peers.is_empty() {
+                errs.add(format!("{path}.peers"), "needs at least one host:port");
+            }
+            for (i, p) in peers.iter().enumerate() {
+                if !is_host_port(p) {
+                    errs.add(format!("{path}.peers[{i}]"), format!("{p:?} is not host:port"));
+                }
+            }
+            let first_host = peers
+                .first()
+                .and_then(|p| p.rsplit_once(':'))
+                .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
+                .unwrap_or_default();
+            let tls = match up.tls {
+                None | Some(RawTlsSetting::Flag(false)) => None,
+                Some(RawTlsSetting::Flag(true)) => Some(TlsSettings {
+                    sni: up.host.clone().unwrap_or(first_host),
+                    verify: true,
+                }),
+                Some(RawTlsSetting::Detailed(t)) => Some(TlsSettings {
+                    sni: t.sni.or_else(|| up.host.clone()).unwrap_or(first_host),
+                    verify: t.verify.unwrap_or(true),
+                }),
+            };
+            let lb = match up.lb.as_deref() {
+                None | Some("round_robin") => LbAlgorithm::RoundRobin,
+                Some("consistent") => LbAlgorithm::Consistent,
+                Some(other) => {
+                    errs.add(
+                        format!("{path}.lb"),
+                        format!("{other:?} is not one of round_robin, consistent"),
+                    );
+                    LbAlgorithm::RoundRobin
+                }
+            };
+            let health_check = up.health_check.and_then(|hc| {
+                let hp = format!("{path}.health_check");
+                if hc.enabled == Some(false) {
+                    return None;
+                }
+                let path_ = hc.path.unwrap_or_else(|| defaults::HC_PATH.into());
+                if !path_.starts_with('/') {
+                    errs.add(format!("{hp}.path"), format!("{path_:?} must start with '/'"));
+                }
+                let healthy_threshold = hc.healthy_threshold.unwrap_or(defaults::HC_HEALTHY_THRESHOLD);
+                let unhealthy_threshold =
+                    hc.unhealthy_threshold.unwrap_or(defaults::HC_UNHEALTHY_THRESHOLD);
+                if healthy_threshold == 0 {
+                    errs.add(format!("{hp}.healthy_threshold"), "must be at least 1");
+                }
+                if unhealthy_threshold == 0 {
+                    errs.add(format!("{hp}.unhealthy_threshold"), "must be at least 1");
+                }
+                let interval = dur(hc.interval, defaults::HC_INTERVAL, format!("{hp}.interval"), errs);
+                if interval.is_zero() {
+                    errs.add(format!("{hp}.interval"), "must be above zero");
+                }
+                Some(HealthCheck {
+                    path: path_,
+                    interval,
+                    timeout: dur(hc.timeout, defaults::HC_TIMEOUT, format!("{hp}.timeout"), errs),
+                    healthy_threshold,
+                    unhealthy_threshold,
+                })
+            });
+            let t = up.timeouts.unwrap_or_default();
+            let tp = format!("{path}.timeouts");
+            let timeouts = Timeouts {
+                connect: dur(t.connect, defaults::CONNECT_TIMEOUT, format!("{tp}.connect"), errs),
+                total_connect: dur(
+                    t.total_connect,
+                    defaults::TOTAL_CONNECT_TIMEOUT,
+                    format!("{tp}.total_connect"),
+                    errs,
+                ),
+                read: dur(t.read, defaults::READ_TIMEOUT, format!("{tp}.read"), errs),
+                write: dur(t.write, defaults::WRITE_TIMEOUT, format!("{tp}.write"), errs),
+                idle: dur(t.idle, defaults::IDLE_TIMEOUT, format!("{tp}.idle"), errs),
+            };
+            for (d, k) in [(timeouts.connect, "connect"), (timeouts.read, "read")] {
+                if d.is_zero() {
+                    errs.add(format!("{tp}.{k}"), "must be above zero");
+                }
+            }
+            Some(UpstreamKind::Peers(PeerPool {
+                peers,
+                tls,
+                host: up.host,
+                lb,
+                health_check,
+                timeouts,
+                retries: up.retries.unwrap_or(defaults::RETRIES),
+            }))
+        }
+    }
+}
+
+fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
+    let memory_bytes = size(c.memory_bytes, defaults::CACHE_MEMORY_BYTES, "cache.memory_bytes", errs);
+    if memory_bytes < 64 * 1024 {
+        errs.add("cache.memory_bytes", format!("{memory_bytes} is below the minimum 64KiB"));
+    }
+    let max_object_bytes = size(
+        c.max_object_bytes,
+        defaults::CACHE_MAX_OBJECT_BYTES.min(memory_bytes),
+        "cache.max_object_bytes",
+        errs,
+    );
+    if max_object_bytes > memory_bytes {
+        errs.add("cache.max_object_bytes", "must not exceed cache.memory_bytes");
+    }
+    CacheSettings {
+        memory_bytes,
+        max_object_bytes,
+        default_ttl: dur(c.default_ttl, defaults::CACHE_DEFAULT_TTL, "cache.default_ttl".into(), errs),
+        negative_ttl: dur(c.negative_ttl, defaults::CACHE_NEGATIVE_TTL, "cache.negative_ttl".into(), errs),
+        stale_while_revalidate: dur(
+            c.stale_while_revalidate,
+            defaults::CACHE_STALE_WHILE_REVALIDATE,
+            "cache.stale_while_revalidate".into(),
+            errs,
+        ),
+        stale_if_error: dur(
+            c.stale_if_error,
+            defaults::CACHE_STALE_IF_ERROR,
+            "cache.stale_if_error".into(),
+            errs,
+        ),
+        lock_timeout: dur(c.lock_timeout, defaults::CACHE_LOCK_TIMEOUT, "cache.lock_timeout".into(), errs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        match parse_str(yaml) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse_str(
+            "upstreams: {origin: {peers: [\"127.0.0.1:8081\"]}}\nroutes: [{prefix: /, upstream: origin}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, vec![defaults::LISTEN]);
+        assert_eq!(c.cache.memory_bytes, defaults::CACHE_MEMORY_BYTES);
+        assert!(c.routes[0].cache);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let e = errors(
+            r#"
+listen: ["nope"]
+upstreams:
+  origin:
+    peers: ["127.0.0.1:8081", "10.0.0.1"]
+    lb: fastest
+  bad:
+    peers: ["a:1"]
+    timeouts: {connect: "soon"}
+routes:
+  - prefix: /
+    upstream: orgin
+cache:
+  memory_bytes: "lots"
+bogus: 1
+"#,
+        );
+        let want = [
+            "bogus: unknown key",
+            "listen[0]: \"nope\" is not an ip:port address",
+            "upstreams.origin.peers[1]: \"10.0.0.1\" is not host:port",
+            "upstreams.origin.lb: \"fastest\" is not one of",
+            "upstreams.bad.timeouts.connect: \"soon\" is not a duration",
+            "routes[0].upstream: no upstream named \"orgin\"",
+            "cache.memory_bytes: \"lots\" is not a size",
+        ];
+        for w in want {
+            assert!(e.iter().any(|x| x.starts_with(w)), "missing {w:?} in {e:#?}");
+        }
+    }
+
+    #[test]
+    fn unknown_nested_key_has_path() {
+        let e = errors(
+            "upstreams: {o: {peers: [\"a:1\"], peer: 1}}\nroutes: [{prefix: /, upstream: o, cahce: false}]\n",
+        );
+        assert!(e.iter().any(|x| x.starts_with("upstreams.o: unknown field `peer`")), "{e:?}");
+        assert!(e.iter().any(|x| x.starts_with("routes[0]: unknown field `cahce`")), "{e:?}");
+    }
+
+    #[test]
+    fn host_port() {
+        assert!(is_host_port("127.0.0.1:80"));
+        assert!(is_host_port("[::1]:80"));
+        assert!(is_host_port("s3.eu-west-1.amazonaws.com:443"));
+        assert!(!is_host_port("10.0.0.1"));
+        assert!(!is_host_port("host:0"));
+        assert!(!is_host_port(":80"));
+        assert!(!is_host_port("a b:80"));
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        // Paths in the shipped config are relative to the repository root.
+        std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+        parse_str(EMBEDDED_DEFAULT).unwrap();
+    }
+}

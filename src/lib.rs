@@ -1,0 +1,11 @@
+//! imgedge: an image edge proxy on Pingora. `main.rs` wires these modules together.
+
+pub mod admin;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,160 @@
+//! Prometheus metrics (prometheus 0.14, the default registry pingora-prometheus also uses).
+//! Names carry their unit. Gauges that mirror other modules' state (cache size, peer health)
+//! are refreshed when `/metrics` is scraped.
+
+use crate::cache::MemoryStorage;
+use crate::upstream::Pool;
+use once_cell::sync::Lazy;
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, TextEncoder,
+};
+use std::sync::atomic::Ordering;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub response_bytes: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub peer_healthy: IntGaugeVec,
+    pub cache_lookups: IntCounterVec,
+    pub cache_insertions: IntCounter,
+    pub cache_evictions: IntCounter,
+    pub cache_rejected: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub cache_capacity_bytes: IntGauge,
+    pub cache_items: IntGauge,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    Ok(Metrics {
+        requests: register_int_counter_vec!(
+            "imgedge_requests_total",
+            "Requests answered, by route, status class and cache status",
+            &["route", "status_class", "cache_status"]
+        )?,
+        request_duration: register_histogram_vec!(
+            "imgedge_request_duration_seconds",
+            "Time from request received to response finished",
+            &["route"],
+            LATENCY_BUCKETS.to_vec()
+        )?,
+        response_bytes: register_int_counter_vec!(
+            "imgedge_response_body_bytes_total",
+            "Response body bytes sent to clients",
+            &["route"]
+        )?,
+        upstream_requests: register_int_counter_vec!(
+            "imgedge_upstream_requests_total",
+            "Requests sent (or attempted) to upstream peers",
+            &["pool", "peer"]
+        )?,
+        upstream_errors: register_int_counter_vec!(
+            "imgedge_upstream_errors_total",
+            "Upstream failures, by kind (connect, proxy)",
+            &["pool", "peer", "kind"]
+        )?,
+        upstream_duration: register_histogram_vec!(
+            "imgedge_upstream_response_duration_seconds",
+            "Time from choosing a peer to its response header",
+            &["pool", "peer"],
+            LATENCY_BUCKETS.to_vec()
+        )?,
+        peer_healthy: register_int_gauge_vec!(
+            "imgedge_upstream_peer_healthy",
+            "1 when the peer passes its health check",
+            &["pool", "peer"]
+        )?,
+        cache_lookups: register_int_counter_vec!(
+            "imgedge_cache_lookups_total",
+            "Storage lookups, by result (hit, miss)",
+            &["result"]
+        )?,
+        cache_insertions: register_int_counter!(
+            "imgedge_cache_insertions_total",
+            "Entries written to the memory cache"
+        )?,
+        cache_evictions: register_int_counter!(
+            "imgedge_cache_evictions_total",
+            "Entries evicted to stay within cache.memory_bytes"
+        )?,
+        cache_rejected: register_int_counter!(
+            "imgedge_cache_rejected_total",
+            "Responses not stored because they exceed cache.max_object_bytes"
+        )?,
+        cache_bytes: register_int_gauge!(
+            "imgedge_cache_bytes",
+            "Bytes held by the memory cache (bodies, metadata, overhead)"
+        )?,
+        cache_capacity_bytes: register_int_gauge!(
+            "imgedge_cache_capacity_bytes",
+            "Configured memory cache capacity"
+        )?,
+        cache_items: register_int_gauge!("imgedge_cache_items", "Entries in the memory cache")?,
+    })
+}
+
+pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    // Registration fails only on a duplicate name, a programming error caught by every test.
+    build().expect("metric names are unique")
+});
+
+/// "2xx", "4xx"... for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+fn sync_counter(c: &IntCounter, total: u64) {
+    let cur = c.get();
+    if total > cur {
+        c.inc_by(total - cur);
+    }
+}
+
+/// Refreshes mirrored gauges and renders the text exposition format.
+pub fn render(pools: &[Pool], storage: &MemoryStorage) -> (String, Vec<u8>) {
+    let m = &*METRICS;
+    for pool in pools {
+        for (peer, healthy) in pool.health() {
+            m.peer_healthy
+                .with_label_values(&[pool.name.as_str(), peer.as_str()])
+                .set(i64::from(healthy));
+        }
+    }
+    let s = &storage.stats;
+    sync_counter(
+        &m.cache_lookups.with_label_values(&["hit"]),
+        s.hits.load(Ordering::Relaxed),
+    );
+    sync_counter(
+        &m.cache_lookups.with_label_values(&["miss"]),
+        s.misses.load(Ordering::Relaxed),
+    );
+    sync_counter(&m.cache_insertions, s.insertions.load(Ordering::Relaxed));
+    sync_counter(&m.cache_evictions, s.evictions.load(Ordering::Relaxed));
+    sync_counter(&m.cache_rejected, s.rejected_too_big.load(Ordering::Relaxed));
+    m.cache_bytes.set(storage.used_bytes() as i64);
+    m.cache_items.set(storage.items() as i64);
+    m.cache_capacity_bytes.set(storage.capacity() as i64);
+
+    let encoder = TextEncoder::new();
+    let mut buf = Vec::new();
+    if let Err(e) = encoder.encode(&prometheus::gather(), &mut buf) {
+        log::error!("cannot encode metrics: {e}");
+    }
+    (encoder.format_type().to_string(), buf)
+}

@@ -1,0 +1,74 @@
+//! Builds the Pingora server from the validated config: proxy listeners, admin listener,
+//! upstream services (health checks, dir origins).
+
+use crate::admin::Admin;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::proxy::{ImgEdge, State};
+use crate::routes::Router;
+use crate::upstream;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Upstream(#[from] upstream::BuildError),
+}
+
+fn server_conf(c: &Config) -> ServerConf {
+    let s = &c.server;
+    ServerConf {
+        threads: s.threads,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        daemon: s.daemon,
+        error_log: s.error_log.clone(),
+        user: s.user.clone(),
+        group: s.group.clone(),
+        grace_period_seconds: Some(s.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        work_stealing: s.work_stealing,
+        ..ServerConf::default()
+    }
+}
+
+/// Everything ready to `run_forever`.
+pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, StartError> {
+    let opt = Opt {
+        upgrade,
+        daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
+    server.bootstrap();
+
+    let built = upstream::build(&config)?;
+    let state: &'static State = Box::leak(Box::new(State {
+        router: Router::new(config.routes.clone()),
+        pools: built.pools,
+        cache: Cache::new(&config.cache),
+        access_log: config.log.access,
+    }));
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        ImgEdge { state },
+        "imgedge proxy",
+    );
+    for addr in &config.listen {
+        proxy.add_tcp(addr);
+    }
+    let mut admin = Service::new("imgedge admin".to_string(), HttpServer::new_app(Admin { state }));
+    admin.add_tcp(&config.admin.listen);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    for svc in built.services {
+        server.add_boxed_service(svc);
+    }
+    Ok(server)
+}

@@ -1,0 +1,280 @@
+//! Upstream selection: pools of `host:port` peers (round robin or Ketama consistent hashing on
+//! the cache key, active HTTP health checks, connect retries on another peer) and local
+//! directories served through a private Unix socket (`dir.rs`).
+
+pub mod dir;
+
+use crate::config::{Config, HealthCheck, LbAlgorithm, PeerPool, UpstreamKind};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use pingora::services::ServiceWithDependents;
+use pingora::upstreams::peer::HttpPeer;
+use pingora_load_balancing::health_check::HttpHealthCheck;
+use pingora_load_balancing::selection::{Consistent, RoundRobin};
+use pingora_load_balancing::{Backend, LoadBalancer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Most peers a selection looks at before giving up.
+const MAX_SELECT_ITER: usize = 256;
+
+enum Balancer {
+    RoundRobin(Arc<LoadBalancer<RoundRobin>>),
+    Consistent(Arc<LoadBalancer<Consistent>>),
+}
+
+impl Balancer {
+    fn select_with(&self, key: &[u8], accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend> {
+        match self {
+            Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITER, accept),
+            Balancer::Consistent(lb) => lb.select_with(key, MAX_SELECT_ITER, accept),
+        }
+    }
+
+    fn health(&self) -> Vec<(Backend, bool)> {
+        let backends = match self {
+            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::Consistent(lb) => lb.backends(),
+        };
+        backends
+            .get_backend()
+            .iter()
+            .map(|b| (b.clone(), backends.ready(b)))
+            .collect()
+    }
+}
+
+pub struct PeerPoolRt {
+    balancer: Balancer,
+    cfg: PeerPool,
+}
+
+pub enum PoolKind {
+    Peers(PeerPoolRt),
+    Dir { socket: PathBuf },
+}
+
+pub struct Pool {
+    pub name: String,
+    pub kind: PoolKind,
+}
+
+/// Why no peer could be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("no peer of upstream {0:?} is available")]
+    NoPeer(String),
+}
+
+impl Pool {
+    /// Retries allowed after a failed connect.
+    pub fn retries(&self) -> usize {
+        match &self.kind {
+            PoolKind::Peers(p) => p.cfg.retries,
+            PoolKind::Dir { .. } => 0,
+        }
+    }
+
+    /// `Host` header override for requests to this pool.
+    pub fn host_override(&self) -> Option<&str> {
+        match &self.kind {
+            PoolKind::Peers(p) => p.cfg.host.as_deref(),
+            PoolKind::Dir { .. } => None,
+        }
+    }
+
+    /// Picks a peer, skipping peers that already failed for this request and, while any is
+    /// healthy, unhealthy ones. `key` feeds consistent hashing.
+    pub fn select(&self, key: &[u8], failed: &[SocketAddr]) -> Result<(HttpPeer, String), SelectError> {
+        match &self.kind {
+            PoolKind::Dir { socket } => {
+                let path = socket.to_string_lossy();
+                let peer = HttpPeer::new_uds(&path, false, String::new())
+                    .map_err(|_| SelectError::NoPeer(self.name.clone()))?;
+                Ok((peer, "dir".to_string()))
+            }
+            PoolKind::Peers(p) => {
+                let not_failed = |b: &Backend| {
+                    b.addr
+                        .as_inet()
+                        .is_none_or(|a| !failed.contains(a))
+                };
+                let backend = p
+                    .balancer
+                    .select_with(key, |b, healthy| healthy && not_failed(b))
+                    // Every peer looks down: try one anyway rather than fail outright.
+                    .or_else(|| p.balancer.select_with(key, |b, _| not_failed(b)))
+                    .ok_or_else(|| SelectError::NoPeer(self.name.clone()))?;
+                let addr = *backend
+                    .addr
+                    .as_inet()
+                    .ok_or_else(|| SelectError::NoPeer(self.name.clone()))?;
+                let (tls, sni) = match &p.cfg.tls {
+                    Some(t) => (true, t.sni.clone()),
+                    None => (false, String::new()),
+                };
+                let mut peer = HttpPeer::new(addr, tls, sni);
+                let o = &mut peer.options;
+                let t = &p.cfg.timeouts;
+                o.connection_timeout = Some(t.connect);
+                o.total_connection_timeout = Some(t.total_connect);
+                o.read_timeout = Some(t.read);
+                o.write_timeout = Some(t.write);
+                o.idle_timeout = Some(t.idle);
+                if let Some(tls) = &p.cfg.tls {
+                    o.verify_cert = tls.verify;
+                    o.verify_hostname = tls.verify;
+                }
+                Ok((peer, addr.to_string()))
+            }
+        }
+    }
+
+    /// Each peer with its health (a `dir` pool is one always-healthy peer).
+    pub fn health(&self) -> Vec<(String, bool)> {
+        match &self.kind {
+            PoolKind::Dir { .. } => vec![("dir".to_string(), true)],
+            PoolKind::Peers(p) => p
+                .balancer
+                .health()
+                .into_iter()
+                .map(|(b, h)| (b.addr.to_string(), h))
+                .collect(),
+        }
+    }
+}
+
+/// The pools plus the services they need (health checkers, directory servers), which the caller
+/// adds to the Pingora server.
+pub struct Built {
+    pub pools: Vec<Pool>,
+    pub services: Vec<Box<dyn ServiceWithDependents>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("upstreams.{pool}.peers: cannot resolve: {err}")]
+    Resolve { pool: String, err: std::io::Error },
+    #[error("upstreams.{pool}.dir: {err}")]
+    Dir { pool: String, err: std::io::Error },
+}
+
+fn health_check(pool: &PeerPool, hc: &HealthCheck) -> Box<HttpHealthCheck> {
+    let host = pool
+        .host
+        .clone()
+        .or_else(|| pool.peers.first().and_then(|p| p.rsplit_once(':')).map(|(h, _)| h.to_string()))
+        .unwrap_or_default();
+    let mut check = HttpHealthCheck::new(&host, pool.tls.is_some());
+    if let Some(tls) = &pool.tls {
+        check.peer_template.sni = tls.sni.clone();
+        check.peer_template.options.verify_cert = tls.verify;
+        check.peer_template.options.verify_hostname = tls.verify;
+    }
+    check.peer_template.options.connection_timeout = Some(hc.timeout);
+    check.peer_template.options.read_timeout = Some(hc.timeout);
+    check.consecutive_success = hc.healthy_threshold;
+    check.consecutive_failure = hc.unhealthy_threshold;
+    check.reuse_connection = true;
+    if let Ok(uri) = hc.path.parse() {
+        check.req.set_uri(uri);
+    }
+    Box::new(check)
+}
+
+fn balancer<S>(
+    name: &str,
+    pool: &PeerPool,
+    services: &mut Vec<Box<dyn ServiceWithDependents>>,
+) -> Result<Arc<LoadBalancer<S>>, BuildError>
+where
+    S: pingora_load_balancing::selection::BackendSelection + Send + Sync + 'static,
+    S::Iter: pingora_load_balancing::selection::BackendIter,
+    LoadBalancer<S>: BackgroundService,
+{
+    let mut lb = LoadBalancer::<S>::try_from_iter(pool.peers.iter().map(String::as_str))
+        .map_err(|err| BuildError::Resolve {
+            pool: name.to_string(),
+            err,
+        })?;
+    match &pool.health_check {
+        None => Ok(Arc::new(lb)),
+        Some(hc) => {
+            lb.set_health_check(health_check(pool, hc));
+            lb.health_check_frequency = Some(hc.interval);
+            lb.parallel_health_check = true;
+            let svc = background_service(&format!("health check {name}"), lb);
+            let lb = svc.task();
+            services.push(Box::new(svc));
+            Ok(lb)
+        }
+    }
+}
+
+/// Directory for the private sockets of `dir` upstreams.
+fn socket_dir() -> PathBuf {
+    std::env::var_os("RUNTIME_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+pub fn build(config: &Config) -> Result<Built, BuildError> {
+    let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
+    let mut pools = Vec::new();
+    for up in &config.upstreams {
+        let kind = match &up.kind {
+            UpstreamKind::Peers(p) => {
+                let balancer = match p.lb {
+                    LbAlgorithm::RoundRobin => {
+                        Balancer::RoundRobin(balancer::<RoundRobin>(&up.name, p, &mut services)?)
+                    }
+                    LbAlgorithm::Consistent => {
+                        Balancer::Consistent(balancer::<Consistent>(&up.name, p, &mut services)?)
+                    }
+                };
+                PoolKind::Peers(PeerPoolRt {
+                    balancer,
+                    cfg: p.clone(),
+                })
+            }
+            UpstreamKind::Dir(root) => {
+                let app = dir::DirOrigin::new(root).map_err(|err| BuildError::Dir {
+                    pool: up.name.clone(),
+                    err,
+                })?;
+                // One socket per process: a graceful upgrade starts a new process beside the
+                // old one, each with its own.
+                let socket = socket_dir().join(format!(
+                    "imgedge-{}-dir-{}.sock",
+                    std::process::id(),
+                    up.name
+                ));
+                let _ = std::fs::remove_file(&socket);
+                let mut svc = Service::new(
+                    format!("dir origin {}", up.name),
+                    pingora::apps::http_app::HttpServer::new_app(app),
+                );
+                svc.add_uds(&socket.to_string_lossy(), None);
+                services.push(Box::new(svc));
+                PoolKind::Dir { socket }
+            }
+        };
+        pools.push(Pool {
+            name: up.name.clone(),
+            kind,
+        });
+    }
+    Ok(Built { pools, services })
+}
+
+/// Removes the private sockets on exit.
+pub struct Cleanup(pub Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
