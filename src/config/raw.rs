@@ -123,8 +123,8 @@ pub struct RawConfig {
     pub server: RawServer,
     pub listen: Option<Vec<String>>,
     pub admin: RawAdmin,
-    pub upstreams: BTreeMap<String, RawUpstream>,
-    pub routes: Vec<RawRoute>,
+    pub upstreams: BTreeMap<String, Option<RawUpstream>>,
+    pub routes: Vec<Option<RawRoute>>,
     pub cache: RawCache,
     pub log: RawLog,
 }

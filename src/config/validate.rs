@@ -79,12 +79,23 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
 
 /// Deserializes one section, reporting the first problem inside it with its full path.
 fn section<T: DeserializeOwned + Default>(v: Option<&Value>, path: &str, errs: &mut Errors) -> T {
-    let Some(v) = v else { return T::default() };
+    try_section(v, path, errs).unwrap_or_default()
+}
+
+/// Like [`section`], `None` when the section could not be read (already reported).
+fn try_section<T: DeserializeOwned + Default>(
+    v: Option<&Value>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<T> {
+    let Some(v) = v else {
+        return Some(T::default());
+    };
     if v.is_null() {
-        return T::default();
+        return Some(T::default());
     }
     match serde_path_to_error::deserialize::<_, T>(v.clone()) {
-        Ok(t) => t,
+        Ok(t) => Some(t),
         Err(e) => {
             let inner = e.path().to_string();
             let full = if inner == "." || inner.is_empty() {
@@ -95,7 +106,7 @@ fn section<T: DeserializeOwned + Default>(v: Option<&Value>, path: &str, errs: &
                 format!("{path}.{inner}")
             };
             errs.add(full, e.inner().to_string());
-            T::default()
+            None
         }
     }
 }
@@ -139,7 +150,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
             for (k, v) in ups {
                 let name = key_name(k);
                 let path = format!("upstreams.{name}");
-                raw.upstreams.insert(name, section(Some(v), &path, errs));
+                raw.upstreams.insert(name, try_section(Some(v), &path, errs));
             }
         }
         Some(_) => errs.add("upstreams", "must be a mapping of name -> upstream"),
@@ -148,7 +159,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         None | Some(Value::Null) => {}
         Some(Value::Sequence(routes)) => {
             for (i, v) in routes.iter().enumerate() {
-                raw.routes.push(section(Some(v), &format!("routes[{i}]"), errs));
+                raw.routes.push(try_section(Some(v), &format!("routes[{i}]"), errs));
             }
         }
         Some(_) => errs.add("routes", "must be a list of routes"),
@@ -198,9 +209,12 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
         {
             errs.add(&path, "upstream names may only use letters, digits, '_' and '-'");
         }
-        if let Some(kind) = validate_upstream(up, &path, errs) {
-            upstreams.push(Upstream { name, kind });
-        }
+        // An upstream that could not be read keeps its name (routes may refer to it) with a
+        // placeholder; the config is invalid anyway.
+        let kind = up
+            .and_then(|up| validate_upstream(up, &path, errs))
+            .unwrap_or_else(|| UpstreamKind::Dir(PathBuf::new()));
+        upstreams.push(Upstream { name, kind });
     }
 
     let mut routes = Vec::new();
@@ -209,6 +223,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     }
     for (i, r) in raw.routes.into_iter().enumerate() {
         let path = format!("routes[{i}]");
+        let Some(r) = r else { continue };
         let prefix = match r.prefix {
             Some(p) if p.starts_with('/') => p,
             Some(p) => {
@@ -570,8 +585,10 @@ bogus: 1
         let e = errors(
             "upstreams: {o: {peers: [\"a:1\"], peer: 1}}\nroutes: [{prefix: /, upstream: o, cahce: false}]\n",
         );
-        assert!(e.iter().any(|x| x.starts_with("upstreams.o: unknown field `peer`")), "{e:?}");
-        assert!(e.iter().any(|x| x.starts_with("routes[0]: unknown field `cahce`")), "{e:?}");
+        assert!(e.iter().any(|x| x.starts_with("upstreams.o.peer: unknown field `peer`")), "{e:?}");
+        assert!(e.iter().any(|x| x.starts_with("routes[0].cahce: unknown field `cahce`")), "{e:?}");
+        // No follow-on noise from the sections that could not be read.
+        assert_eq!(e.len(), 2, "{e:?}");
     }
 
     #[test]

@@ -1,0 +1,380 @@
+//! Test harness: a real origin HTTP server on 127.0.0.1:0, the real imgedge binary started on
+//! ephemeral ports with a generated config, and a real HTTP client. No fixed sleeps: readiness
+//! and expiry are polled with deadlines.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One canned origin response.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(mut self, s: u16) -> Self {
+        self.status = s;
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+#[derive(Default)]
+struct OriginState {
+    routes: HashMap<String, Reply>,
+    hits: HashMap<String, usize>,
+    requests: Vec<(String, Vec<(String, String)>)>,
+    conns: Vec<TcpStream>,
+}
+
+/// A small HTTP/1.1 origin (keep-alive, GET/HEAD) that counts requests per path+query.
+pub struct Origin {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<OriginState>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Origin {
+    pub fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(OriginState::default()));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (st, stop) = (state.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                if let Ok(c) = conn.try_clone() {
+                    st.lock().unwrap().conns.push(c);
+                }
+                let (st, stop) = (st.clone(), stop.clone());
+                std::thread::spawn(move || serve_conn(conn, st, stop));
+            }
+        });
+        Origin {
+            addr,
+            state,
+            stopped,
+        }
+    }
+
+    pub fn route(&self, path_and_query: &str, reply: Reply) {
+        self.state
+            .lock()
+            .unwrap()
+            .routes
+            .insert(path_and_query.to_string(), reply);
+    }
+
+    /// Requests seen for this path (with query, as sent).
+    pub fn hits(&self, path_and_query: &str) -> usize {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .hits
+            .get(path_and_query)
+            .unwrap_or(&0)
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.state.lock().unwrap().hits.values().sum()
+    }
+
+    /// Headers of the last request for a path.
+    pub fn last_request_headers(&self, path_and_query: &str) -> Option<Vec<(String, String)>> {
+        let s = self.state.lock().unwrap();
+        s.requests
+            .iter()
+            .rev()
+            .find(|(p, _)| p == path_and_query)
+            .map(|(_, h)| h.clone())
+    }
+
+    pub fn peer(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops accepting and closes every open connection.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        for c in self.state.lock().unwrap().conns.drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve_conn(conn: TcpStream, st: Arc<Mutex<OriginState>>, stop: Arc<AtomicBool>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("/").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let reply = {
+            let mut s = st.lock().unwrap();
+            *s.hits.entry(target.clone()).or_default() += 1;
+            s.requests.push((target.clone(), headers));
+            s.routes.get(&target).cloned()
+        };
+        let reply = reply.unwrap_or_else(|| Reply::ok("text/plain", "origin: not found").status(404));
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
+        for (k, v) in &reply.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+        if out.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        if method != "HEAD" && out.write_all(&reply.body).is_err() {
+            return;
+        }
+    }
+}
+
+/// A free loopback port (bound then released, so imgedge can bind it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_imgedge")
+}
+
+/// A running imgedge process.
+pub struct Edge {
+    pub port: u16,
+    pub admin_port: u16,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Edge {
+    /// `body` is the config without `listen`, `admin` and `server` (added here).
+    pub fn start(body: &str) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let admin_port = free_port();
+        let conf = format!(
+            "server:\n  threads: 2\n  pid_file: {d}/imgedge.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisten: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\n{body}",
+            d = dir.path().display()
+        );
+        let path = dir.path().join("imgedge.yaml");
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("imgedge.log")).unwrap();
+        let child = Command::new(bin())
+            .arg("-c")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .env("RUNTIME_DIRECTORY", dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let edge = Edge {
+            port,
+            admin_port,
+            child,
+            dir,
+        };
+        edge.wait_ready();
+        edge
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.admin_port)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("imgedge did not start; log:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("imgedge.log")).unwrap_or_default()
+    }
+
+    /// Value of a metric line (exact name+labels prefix), summed over matching lines.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let text = get(&self.admin_url("/metrics")).text();
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn cache(&self) -> &str {
+        self.header("x-cache-status").unwrap_or("-")
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub fn get(url: &str) -> Resp {
+    get_with(url, &[])
+}
+
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `secs`.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap()
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Reads a raw HTTP/1.1 response to a request written by hand (for odd paths clients normalize).
+pub fn raw_get(port: u16, target: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
