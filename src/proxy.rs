@@ -22,6 +22,7 @@ use crate::upstream::Pool;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::*;
+use pingora_proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora_cache::{CacheKey, NoCacheReason, RespCacheable};
 use pingora_error::ErrorSource;
@@ -86,6 +87,26 @@ pub async fn respond_text(session: &mut Session, status: u16, body: &str) -> Res
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// Status for a failed request; 0 when the client is gone and nothing can be sent.
+fn error_status(e: &Error, upstream_chosen: bool) -> u16 {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(code) => *code,
+        ConnectTimedout | ReadTimedout | WriteTimedout => 504,
+        _ => match e.esource() {
+            ErrorSource::Downstream => match e.etype() {
+                WriteError | ReadError | ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Upstream => 502,
+            // TLS and connect failures may come without a source: blame the origin when one
+            // was being contacted.
+            _ if upstream_chosen => 502,
+            _ => 500,
+        },
+    }
 }
 
 impl ImgEdge {
@@ -278,6 +299,30 @@ impl ProxyHttp for ImgEdge {
         };
         upstream_response.insert_header("X-Cache-Status", label)?;
         Ok(())
+    }
+
+    /// Maps a failure to a status with a one-line reason: 502 when the origin failed (connect,
+    /// TLS, reset, garbage), 504 when it timed out, 4xx for a bad client request.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = error_status(e, ctx.peer.is_some());
+        if code > 0 {
+            let pool = self.pool(ctx).map_or("-", |p| p.name.as_str());
+            let reason = match code {
+                502 => format!("bad gateway: upstream {pool} failed ({})", e.etype().as_str()),
+                503 => format!("service unavailable: {}", e.etype().as_str()),
+                504 => format!("gateway timeout: upstream {pool} did not answer in time"),
+                c if c < 500 => format!("bad request ({})", e.etype().as_str()),
+                _ => format!("internal error ({})", e.etype().as_str()),
+            };
+            let body = Bytes::from(format!("{reason}\n"));
+            if let Err(we) = session.respond_error_with_body(code, body).await {
+                log::debug!("cannot send error response: {we}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
