@@ -47,7 +47,11 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
-            return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"GET only\n".to_vec());
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"GET only\n".to_vec(),
+            );
         }
         match req.uri.path() {
             "/healthz" => {

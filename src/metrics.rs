@@ -146,7 +146,10 @@ pub fn render(pools: &[Pool], storage: &MemoryStorage) -> (String, Vec<u8>) {
     );
     sync_counter(&m.cache_insertions, s.insertions.load(Ordering::Relaxed));
     sync_counter(&m.cache_evictions, s.evictions.load(Ordering::Relaxed));
-    sync_counter(&m.cache_rejected, s.rejected_too_big.load(Ordering::Relaxed));
+    sync_counter(
+        &m.cache_rejected,
+        s.rejected_too_big.load(Ordering::Relaxed),
+    );
     m.cache_bytes.set(storage.used_bytes() as i64);
     m.cache_items.set(storage.items() as i64);
     m.cache_capacity_bytes.set(storage.capacity() as i64);

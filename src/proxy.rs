@@ -22,11 +22,11 @@ use crate::upstream::Pool;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::*;
-use pingora_proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora_cache::{CacheKey, NoCacheReason, RespCacheable};
 use pingora_error::ErrorSource;
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::FailToProxy;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -166,13 +166,15 @@ impl ProxyHttp for ImgEdge {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let pool = self.pool(ctx).ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let pool = self
+            .pool(ctx)
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         if ctx.lb_key.is_empty() {
             ctx.lb_key = session.req_header().uri.path().as_bytes().to_vec();
         }
-        let (peer, label) = pool.select(&ctx.lb_key, &ctx.failed_peers).map_err(|e| {
-            Error::explain(ErrorType::ConnectNoRoute, e.to_string())
-        })?;
+        let (peer, label) = pool
+            .select(&ctx.lb_key, &ctx.failed_peers)
+            .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?;
         METRICS
             .upstream_requests
             .with_label_values(&[pool.name.as_str(), label.as_str()])
@@ -275,7 +277,9 @@ impl ProxyHttp for ImgEdge {
                     || matches!(e.etype(), ErrorType::HTTPStatus(s) if *s >= 500)
                     || matches!(
                         e.etype(),
-                        ErrorType::ConnectNoRoute | ErrorType::ConnectRefused | ErrorType::ConnectTimedout
+                        ErrorType::ConnectNoRoute
+                            | ErrorType::ConnectRefused
+                            | ErrorType::ConnectTimedout
                     )
             }
         }
@@ -308,7 +312,10 @@ impl ProxyHttp for ImgEdge {
         if code > 0 {
             let pool = self.pool(ctx).map_or("-", |p| p.name.as_str());
             let reason = match code {
-                502 => format!("bad gateway: upstream {pool} failed ({})", e.etype().as_str()),
+                502 => format!(
+                    "bad gateway: upstream {pool} failed ({})",
+                    e.etype().as_str()
+                ),
                 503 => format!("service unavailable: {}", e.etype().as_str()),
                 504 => format!("gateway timeout: upstream {pool} did not answer in time"),
                 c if c < 500 => format!("bad request ({})", e.etype().as_str()),

@@ -82,9 +82,18 @@ mod tests {
 
     #[test]
     fn strip() {
-        assert_eq!(upstream_path(&route("/img", None, true), "/img/a.jpg"), "/a.jpg");
-        assert_eq!(upstream_path(&route("/img/", None, true), "/img/a.jpg"), "/a.jpg");
-        assert_eq!(upstream_path(&route("/img/", None, false), "/img/a.jpg"), "/img/a.jpg");
+        assert_eq!(
+            upstream_path(&route("/img", None, true), "/img/a.jpg"),
+            "/a.jpg"
+        );
+        assert_eq!(
+            upstream_path(&route("/img/", None, true), "/img/a.jpg"),
+            "/a.jpg"
+        );
+        assert_eq!(
+            upstream_path(&route("/img/", None, false), "/img/a.jpg"),
+            "/img/a.jpg"
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     for addr in &config.listen {
         proxy.add_tcp(addr);
     }
-    let mut admin = Service::new("imgedge admin".to_string(), HttpServer::new_app(Admin { state }));
+    let mut admin = Service::new(
+        "imgedge admin".to_string(),
+        HttpServer::new_app(Admin { state }),
+    );
     admin.add_tcp(&config.admin.listen);
 
     server.add_service(proxy);

@@ -49,7 +49,11 @@ fn every_malformed_config_reports_each_problem() {
         let (ok, text) = check(&p);
         assert!(!ok, "{} should fail -t", p.display());
         for line in expect.lines().filter(|l| !l.is_empty()) {
-            assert!(text.contains(line), "{}: missing {line:?} in:\n{text}", p.display());
+            assert!(
+                text.contains(line),
+                "{}: missing {line:?} in:\n{text}",
+                p.display()
+            );
         }
         n += 1;
     }
@@ -63,5 +67,9 @@ fn embedded_default_checks_without_a_file() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

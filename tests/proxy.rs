@@ -17,7 +17,9 @@ fn passes_status_headers_and_body_through() {
     let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     origin.route(
         "/a.bin?x=1",
-        Reply::ok("application/x-test", body.clone()).header("X-Origin", "yes").status(203),
+        Reply::ok("application/x-test", body.clone())
+            .header("X-Origin", "yes")
+            .status(203),
     );
     let edge = simple(&origin, "");
     let r = get(&edge.url("/a.bin?x=1"));
@@ -27,7 +29,9 @@ fn passes_status_headers_and_body_through() {
     assert_eq!(r.body, body);
     // The origin saw the client's path and query, and who the client was.
     let h = origin.last_request_headers("/a.bin?x=1").unwrap();
-    assert!(h.iter().any(|(k, v)| k == "x-forwarded-for" && v == "127.0.0.1"));
+    assert!(h
+        .iter()
+        .any(|(k, v)| k == "x-forwarded-for" && v == "127.0.0.1"));
 }
 
 #[test]
@@ -74,9 +78,18 @@ fn concurrent_misses_reach_the_origin_once() {
 #[test]
 fn no_store_is_not_cached_and_max_age_expires() {
     let origin = Origin::start();
-    origin.route("/ns", Reply::ok("text/plain", "ns").header("Cache-Control", "no-store"));
-    origin.route("/priv", Reply::ok("text/plain", "p").header("Cache-Control", "private, max-age=60"));
-    origin.route("/short", Reply::ok("text/plain", "s").header("Cache-Control", "max-age=1"));
+    origin.route(
+        "/ns",
+        Reply::ok("text/plain", "ns").header("Cache-Control", "no-store"),
+    );
+    origin.route(
+        "/priv",
+        Reply::ok("text/plain", "p").header("Cache-Control", "private, max-age=60"),
+    );
+    origin.route(
+        "/short",
+        Reply::ok("text/plain", "s").header("Cache-Control", "max-age=1"),
+    );
     let edge = simple(&origin, "cache: {stale_while_revalidate: 0}\n");
     for _ in 0..3 {
         assert_eq!(get(&edge.url("/ns")).status, 200);
@@ -97,8 +110,14 @@ fn no_store_is_not_cached_and_max_age_expires() {
 #[test]
 fn stale_entry_is_served_when_the_origin_is_down() {
     let origin = Origin::start();
-    origin.route("/s.jpg", Reply::ok("image/jpeg", vec![9u8; 1000]).header("Cache-Control", "max-age=1"));
-    let edge = simple(&origin, "cache: {stale_while_revalidate: 0, stale_if_error: 1h}\n");
+    origin.route(
+        "/s.jpg",
+        Reply::ok("image/jpeg", vec![9u8; 1000]).header("Cache-Control", "max-age=1"),
+    );
+    let edge = simple(
+        &origin,
+        "cache: {stale_while_revalidate: 0, stale_if_error: 1h}\n",
+    );
     assert_eq!(get(&edge.url("/s.jpg")).cache(), "MISS");
     origin.stop();
     let r = eventually(10, "a stale answer", || {
@@ -181,14 +200,20 @@ fn consistent_hashing_sends_a_key_to_one_peer() {
         let (ha, hb) = (a.hits(&p), b.hits(&p));
         assert!(ha == 0 || hb == 0, "{p} went to both peers ({ha}, {hb})");
     }
-    assert!(a.total_hits() > 0 && b.total_hits() > 0, "keys should spread over both peers");
+    assert!(
+        a.total_hits() > 0 && b.total_hits() > 0,
+        "keys should spread over both peers"
+    );
 }
 
 #[test]
 fn eviction_keeps_stored_bytes_under_the_bound() {
     let origin = Origin::start();
     for i in 0..40 {
-        origin.route(&format!("/o{i}"), Reply::ok("application/octet-stream", vec![i as u8; 100_000]));
+        origin.route(
+            &format!("/o{i}"),
+            Reply::ok("application/octet-stream", vec![i as u8; 100_000]),
+        );
     }
     let edge = simple(&origin, "cache: {memory_bytes: 1MiB}\n");
     for i in 0..40 {
@@ -232,7 +257,11 @@ fn healthz_and_metrics() {
         assert!(m.contains(name), "missing {name} in metrics:\n{m}");
     }
     // The access log has one line per request.
-    assert!(edge.log().contains("\"GET /m\" 200 cache=MISS"), "{}", edge.log());
+    assert!(
+        edge.log().contains("\"GET /m\" 200 cache=MISS"),
+        "{}",
+        edge.log()
+    );
 }
 
 #[test]
@@ -253,9 +282,17 @@ fn dir_upstream_serves_files_safely() {
     assert!(r.header("etag").is_some() && r.header("last-modified").is_some());
     assert_eq!(r.body, fixture("emerald_alpha_300.png"));
     assert_eq!(get(&edge.url("/missing.png")).status, 404);
-    for bad in ["/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/link.png"] {
+    for bad in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/link.png",
+    ] {
         let (status, text) = raw_get(edge.port, bad);
         assert_eq!(status, 404, "{bad}: {text}");
-        assert!(!text.contains("secret\n") && !text.ends_with("secret"), "{bad} leaked: {text}");
+        assert!(
+            !text.contains("secret\n") && !text.ends_with("secret"),
+            "{bad} leaked: {text}"
+        );
     }
 }

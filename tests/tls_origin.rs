@@ -22,8 +22,17 @@ impl Drop for TlsOrigin {
 fn tls_origin() -> TlsOrigin {
     let dir = tempfile::tempdir().unwrap();
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
-        .args(["-keyout", "k.pem", "-out", "c.pem", "-subj", "/CN=images.test"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-subj",
+            "/CN=images.test",
+        ])
         .args(["-addext", "subjectAltName=DNS:images.test"])
         .current_dir(dir.path())
         .stdout(Stdio::null())
@@ -36,7 +45,9 @@ fn tls_origin() -> TlsOrigin {
     let child = Command::new("openssl")
         .args(["s_server", "-quiet", "-WWW", "-accept"])
         .arg(format!("127.0.0.1:{port}"))
-        .args(["-cert", "c.pem", "-key", "k.pem", "-cert2", "c.pem", "-key2", "k.pem"])
+        .args([
+            "-cert", "c.pem", "-key", "k.pem", "-cert2", "c.pem", "-key2", "k.pem",
+        ])
         .args(["-servername", "images.test", "-servername_fatal"])
         .current_dir(dir.path())
         .stdin(Stdio::piped())

@@ -44,8 +44,10 @@ impl Cache {
     pub fn new(s: &CacheSettings) -> Cache {
         DEFAULT_TTL_SECS.store(s.default_ttl.as_secs(), Ordering::Relaxed);
         NEGATIVE_TTL_SECS.store(s.negative_ttl.as_secs(), Ordering::Relaxed);
-        let storage: &'static MemoryStorage =
-            Box::leak(Box::new(MemoryStorage::new(s.memory_bytes, s.max_object_bytes)));
+        let storage: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage::new(
+            s.memory_bytes,
+            s.max_object_bytes,
+        )));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(s.lock_timeout));
         Cache {
             storage,

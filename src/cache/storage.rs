@@ -59,8 +59,14 @@ pub struct MemoryStorage {
 impl MemoryStorage {
     /// `capacity`: total bytes for all entries; `max_object`: largest entry admitted.
     pub fn new(capacity: u64, max_object: u64) -> Self {
-        let shards = (capacity / MIN_SHARD_BYTES).clamp(1, MAX_SHARDS).next_power_of_two();
-        let shards = if shards > MAX_SHARDS { shards / 2 } else { shards };
+        let shards = (capacity / MIN_SHARD_BYTES)
+            .clamp(1, MAX_SHARDS)
+            .next_power_of_two();
+        let shards = if shards > MAX_SHARDS {
+            shards / 2
+        } else {
+            shards
+        };
         let shard_budget = (capacity / shards) as usize;
         MemoryStorage {
             shards: (0..shards)
@@ -343,14 +349,26 @@ mod tests {
 
     async fn put(s: &'static MemoryStorage, key: &str, body: &[u8]) {
         let k = CacheKey::new(key, "");
-        let mut m = s.get_miss_handler(&k, &meta(), &pingora_cache::trace::Span::inactive().handle()).await.unwrap();
-        m.write_body(Bytes::copy_from_slice(body), true).await.unwrap();
+        let mut m = s
+            .get_miss_handler(
+                &k,
+                &meta(),
+                &pingora_cache::trace::Span::inactive().handle(),
+            )
+            .await
+            .unwrap();
+        m.write_body(Bytes::copy_from_slice(body), true)
+            .await
+            .unwrap();
         m.finish().await.unwrap();
     }
 
     async fn get(s: &'static MemoryStorage, key: &str) -> Option<Bytes> {
         let k = CacheKey::new(key, "");
-        let (_, mut h) = s.lookup(&k, &pingora_cache::trace::Span::inactive().handle()).await.unwrap()?;
+        let (_, mut h) = s
+            .lookup(&k, &pingora_cache::trace::Span::inactive().handle())
+            .await
+            .unwrap()?;
         h.read_body().await.unwrap()
     }
 
@@ -366,8 +384,17 @@ mod tests {
     async fn abandoned_write_leaves_nothing() {
         let s = leak(MemoryStorage::new(1 << 20, 1 << 20));
         let k = CacheKey::new("x", "");
-        let mut m = s.get_miss_handler(&k, &meta(), &pingora_cache::trace::Span::inactive().handle()).await.unwrap();
-        m.write_body(Bytes::from_static(b"half"), false).await.unwrap();
+        let mut m = s
+            .get_miss_handler(
+                &k,
+                &meta(),
+                &pingora_cache::trace::Span::inactive().handle(),
+            )
+            .await
+            .unwrap();
+        m.write_body(Bytes::from_static(b"half"), false)
+            .await
+            .unwrap();
         drop(m);
         assert!(get(s, "x").await.is_none());
     }
@@ -393,8 +420,17 @@ mod tests {
     async fn too_big_is_not_cached() {
         let s = leak(MemoryStorage::new(1 << 20, 1000));
         let k = CacheKey::new("big", "");
-        let mut m = s.get_miss_handler(&k, &meta(), &pingora_cache::trace::Span::inactive().handle()).await.unwrap();
-        m.write_body(Bytes::from(vec![0u8; 2000]), true).await.unwrap();
+        let mut m = s
+            .get_miss_handler(
+                &k,
+                &meta(),
+                &pingora_cache::trace::Span::inactive().handle(),
+            )
+            .await
+            .unwrap();
+        m.write_body(Bytes::from(vec![0u8; 2000]), true)
+            .await
+            .unwrap();
         assert!(m.finish().await.is_err());
         assert!(get(s, "big").await.is_none());
     }
@@ -405,7 +441,11 @@ mod tests {
         put(s, "p", b"x").await;
         let ck = CacheKey::new("p", "").to_compact();
         let out = s
-            .purge(PurgeTarget::Active(&ck), PurgeType::Invalidation, &pingora_cache::trace::Span::inactive().handle())
+            .purge(
+                PurgeTarget::Active(&ck),
+                PurgeType::Invalidation,
+                &pingora_cache::trace::Span::inactive().handle(),
+            )
             .await
             .unwrap();
         assert_eq!(out, PurgeOutcome::Purged(None));

@@ -53,7 +53,7 @@ pub struct Upstream {
 
 #[derive(Debug, Clone)]
 pub enum UpstreamKind {
-    Peers(PeerPool),
+    Peers(Box<PeerPool>),
     Dir(PathBuf),
 }
 

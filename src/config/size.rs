@@ -17,9 +17,7 @@ pub fn parse_size(q: &Quantity) -> Result<u64, String> {
         Quantity::Int(n) => return Ok(*n),
         Quantity::Text(s) => s.trim(),
     };
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
@@ -49,9 +47,7 @@ pub fn parse_duration(q: &Quantity) -> Result<Duration, String> {
         Quantity::Int(n) => return Ok(Duration::from_secs(*n)),
         Quantity::Text(s) => s.trim(),
     };
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
         format!("{s:?} is not a duration (use seconds or e.g. \"500ms\", \"10s\", \"5m\")")
@@ -93,7 +89,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration(&Quantity::Int(3)), Ok(Duration::from_secs(3)));
+        assert_eq!(
+            parse_duration(&Quantity::Int(3)),
+            Ok(Duration::from_secs(3))
+        );
         assert_eq!(parse_duration(&t("250ms")), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration(&t("5m")), Ok(Duration::from_secs(300)));
         assert!(parse_duration(&t("soon")).is_err());

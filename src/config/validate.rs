@@ -132,7 +132,10 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
             Some(s) if TOP_LEVEL_KEYS.contains(&s) => {}
             _ => errs.add(
                 key_name(k),
-                format!("unknown key (expected one of {})", TOP_LEVEL_KEYS.join(", ")),
+                format!(
+                    "unknown key (expected one of {})",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
             ),
         }
     }
@@ -150,7 +153,8 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
             for (k, v) in ups {
                 let name = key_name(k);
                 let path = format!("upstreams.{name}");
-                raw.upstreams.insert(name, try_section(Some(v), &path, errs));
+                raw.upstreams
+                    .insert(name, try_section(Some(v), &path, errs));
             }
         }
         Some(_) => errs.add("upstreams", "must be a mapping of name -> upstream"),
@@ -159,7 +163,8 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         None | Some(Value::Null) => {}
         Some(Value::Sequence(routes)) => {
             for (i, v) in routes.iter().enumerate() {
-                raw.routes.push(try_section(Some(v), &format!("routes[{i}]"), errs));
+                raw.routes
+                    .push(try_section(Some(v), &format!("routes[{i}]"), errs));
             }
         }
         Some(_) => errs.add("routes", "must be a list of routes"),
@@ -207,7 +212,10 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            errs.add(&path, "upstream names may only use letters, digits, '_' and '-'");
+            errs.add(
+                &path,
+                "upstream names may only use letters, digits, '_' and '-'",
+            );
         }
         // An upstream that could not be read keeps its name (routes may refer to it) with a
         // placeholder; the config is invalid anyway.
@@ -227,7 +235,10 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
         let prefix = match r.prefix {
             Some(p) if p.starts_with('/') => p,
             Some(p) => {
-                errs.add(format!("{path}.prefix"), format!("{p:?} must start with '/'"));
+                errs.add(
+                    format!("{path}.prefix"),
+                    format!("{p:?} must start with '/'"),
+                );
                 continue;
             }
             None => {
@@ -254,7 +265,11 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
         };
         let host = r.host.map(|h| h.to_ascii_lowercase());
         if let Some(h) = &host {
-            if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            {
                 errs.add(format!("{path}.host"), format!("{h:?} is not a host name"));
             }
         }
@@ -369,7 +384,10 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
             None
         }
         (None, None) => {
-            errs.add(path, "needs peers (host:port list) or dir (a local directory)");
+            errs.add(
+                path,
+                "needs peers (host:port list) or dir (a local directory)",
+            );
             None
         }
         (None, Some(dir)) => {
@@ -382,7 +400,10 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                 (up.retries.is_some(), "retries"),
             ] {
                 if set {
-                    errs.add(format!("{path}.{key}"), "only applies to an upstream with peers");
+                    errs.add(
+                        format!("{path}.{key}"),
+                        "only applies to an upstream with peers",
+                    );
                 }
             }
             let p = PathBuf::from(&dir);
@@ -397,7 +418,10 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
             }
             for (i, p) in peers.iter().enumerate() {
                 if !is_host_port(p) {
-                    errs.add(format!("{path}.peers[{i}]"), format!("{p:?} is not host:port"));
+                    errs.add(
+                        format!("{path}.peers[{i}]"),
+                        format!("{p:?} is not host:port"),
+                    );
                 }
             }
             let first_host = peers
@@ -434,25 +458,41 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                 }
                 let path_ = hc.path.unwrap_or_else(|| defaults::HC_PATH.into());
                 if !path_.starts_with('/') {
-                    errs.add(format!("{hp}.path"), format!("{path_:?} must start with '/'"));
+                    errs.add(
+                        format!("{hp}.path"),
+                        format!("{path_:?} must start with '/'"),
+                    );
                 }
-                let healthy_threshold = hc.healthy_threshold.unwrap_or(defaults::HC_HEALTHY_THRESHOLD);
-                let unhealthy_threshold =
-                    hc.unhealthy_threshold.unwrap_or(defaults::HC_UNHEALTHY_THRESHOLD);
+                let healthy_threshold = hc
+                    .healthy_threshold
+                    .unwrap_or(defaults::HC_HEALTHY_THRESHOLD);
+                let unhealthy_threshold = hc
+                    .unhealthy_threshold
+                    .unwrap_or(defaults::HC_UNHEALTHY_THRESHOLD);
                 if healthy_threshold == 0 {
                     errs.add(format!("{hp}.healthy_threshold"), "must be at least 1");
                 }
                 if unhealthy_threshold == 0 {
                     errs.add(format!("{hp}.unhealthy_threshold"), "must be at least 1");
                 }
-                let interval = dur(hc.interval, defaults::HC_INTERVAL, format!("{hp}.interval"), errs);
+                let interval = dur(
+                    hc.interval,
+                    defaults::HC_INTERVAL,
+                    format!("{hp}.interval"),
+                    errs,
+                );
                 if interval.is_zero() {
                     errs.add(format!("{hp}.interval"), "must be above zero");
                 }
                 Some(HealthCheck {
                     path: path_,
                     interval,
-                    timeout: dur(hc.timeout, defaults::HC_TIMEOUT, format!("{hp}.timeout"), errs),
+                    timeout: dur(
+                        hc.timeout,
+                        defaults::HC_TIMEOUT,
+                        format!("{hp}.timeout"),
+                        errs,
+                    ),
                     healthy_threshold,
                     unhealthy_threshold,
                 })
@@ -460,7 +500,12 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
             let t = up.timeouts.unwrap_or_default();
             let tp = format!("{path}.timeouts");
             let timeouts = Timeouts {
-                connect: dur(t.connect, defaults::CONNECT_TIMEOUT, format!("{tp}.connect"), errs),
+                connect: dur(
+                    t.connect,
+                    defaults::CONNECT_TIMEOUT,
+                    format!("{tp}.connect"),
+                    errs,
+                ),
                 total_connect: dur(
                     t.total_connect,
                     defaults::TOTAL_CONNECT_TIMEOUT,
@@ -468,7 +513,12 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                     errs,
                 ),
                 read: dur(t.read, defaults::READ_TIMEOUT, format!("{tp}.read"), errs),
-                write: dur(t.write, defaults::WRITE_TIMEOUT, format!("{tp}.write"), errs),
+                write: dur(
+                    t.write,
+                    defaults::WRITE_TIMEOUT,
+                    format!("{tp}.write"),
+                    errs,
+                ),
                 idle: dur(t.idle, defaults::IDLE_TIMEOUT, format!("{tp}.idle"), errs),
             };
             for (d, k) in [(timeouts.connect, "connect"), (timeouts.read, "read")] {
@@ -476,7 +526,7 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                     errs.add(format!("{tp}.{k}"), "must be above zero");
                 }
             }
-            Some(UpstreamKind::Peers(PeerPool {
+            Some(UpstreamKind::Peers(Box::new(PeerPool {
                 peers,
                 tls,
                 host: up.host,
@@ -484,15 +534,23 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                 health_check,
                 timeouts,
                 retries: up.retries.unwrap_or(defaults::RETRIES),
-            }))
+            })))
         }
     }
 }
 
 fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
-    let memory_bytes = size(c.memory_bytes, defaults::CACHE_MEMORY_BYTES, "cache.memory_bytes", errs);
+    let memory_bytes = size(
+        c.memory_bytes,
+        defaults::CACHE_MEMORY_BYTES,
+        "cache.memory_bytes",
+        errs,
+    );
     if memory_bytes < 64 * 1024 {
-        errs.add("cache.memory_bytes", format!("{memory_bytes} is below the minimum 64KiB"));
+        errs.add(
+            "cache.memory_bytes",
+            format!("{memory_bytes} is below the minimum 64KiB"),
+        );
     }
     let max_object_bytes = size(
         c.max_object_bytes,
@@ -501,13 +559,26 @@ fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
         errs,
     );
     if max_object_bytes > memory_bytes {
-        errs.add("cache.max_object_bytes", "must not exceed cache.memory_bytes");
+        errs.add(
+            "cache.max_object_bytes",
+            "must not exceed cache.memory_bytes",
+        );
     }
     CacheSettings {
         memory_bytes,
         max_object_bytes,
-        default_ttl: dur(c.default_ttl, defaults::CACHE_DEFAULT_TTL, "cache.default_ttl".into(), errs),
-        negative_ttl: dur(c.negative_ttl, defaults::CACHE_NEGATIVE_TTL, "cache.negative_ttl".into(), errs),
+        default_ttl: dur(
+            c.default_ttl,
+            defaults::CACHE_DEFAULT_TTL,
+            "cache.default_ttl".into(),
+            errs,
+        ),
+        negative_ttl: dur(
+            c.negative_ttl,
+            defaults::CACHE_NEGATIVE_TTL,
+            "cache.negative_ttl".into(),
+            errs,
+        ),
         stale_while_revalidate: dur(
             c.stale_while_revalidate,
             defaults::CACHE_STALE_WHILE_REVALIDATE,
@@ -520,7 +591,12 @@ fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
             "cache.stale_if_error".into(),
             errs,
         ),
-        lock_timeout: dur(c.lock_timeout, defaults::CACHE_LOCK_TIMEOUT, "cache.lock_timeout".into(), errs),
+        lock_timeout: dur(
+            c.lock_timeout,
+            defaults::CACHE_LOCK_TIMEOUT,
+            "cache.lock_timeout".into(),
+            errs,
+        ),
     }
 }
 
@@ -576,7 +652,10 @@ bogus: 1
             "cache.memory_bytes: \"lots\" is not a size",
         ];
         for w in want {
-            assert!(e.iter().any(|x| x.starts_with(w)), "missing {w:?} in {e:#?}");
+            assert!(
+                e.iter().any(|x| x.starts_with(w)),
+                "missing {w:?} in {e:#?}"
+            );
         }
     }
 
@@ -585,8 +664,16 @@ bogus: 1
         let e = errors(
             "upstreams: {o: {peers: [\"a:1\"], peer: 1}}\nroutes: [{prefix: /, upstream: o, cahce: false}]\n",
         );
-        assert!(e.iter().any(|x| x.starts_with("upstreams.o.peer: unknown field `peer`")), "{e:?}");
-        assert!(e.iter().any(|x| x.starts_with("routes[0].cahce: unknown field `cahce`")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("upstreams.o.peer: unknown field `peer`")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("routes[0].cahce: unknown field `cahce`")),
+            "{e:?}"
+        );
         // No follow-on noise from the sections that could not be read.
         assert_eq!(e.len(), 2, "{e:?}");
     }

@@ -51,7 +51,7 @@ pub struct PeerPoolRt {
 }
 
 pub enum PoolKind {
-    Peers(PeerPoolRt),
+    Peers(Box<PeerPoolRt>),
     Dir { socket: PathBuf },
 }
 
@@ -86,7 +86,11 @@ impl Pool {
 
     /// Picks a peer, skipping peers that already failed for this request and, while any is
     /// healthy, unhealthy ones. `key` feeds consistent hashing.
-    pub fn select(&self, key: &[u8], failed: &[SocketAddr]) -> Result<(HttpPeer, String), SelectError> {
+    pub fn select(
+        &self,
+        key: &[u8],
+        failed: &[SocketAddr],
+    ) -> Result<(HttpPeer, String), SelectError> {
         match &self.kind {
             PoolKind::Dir { socket } => {
                 let path = socket.to_string_lossy();
@@ -95,11 +99,7 @@ impl Pool {
                 Ok((peer, "dir".to_string()))
             }
             PoolKind::Peers(p) => {
-                let not_failed = |b: &Backend| {
-                    b.addr
-                        .as_inet()
-                        .is_none_or(|a| !failed.contains(a))
-                };
+                let not_failed = |b: &Backend| b.addr.as_inet().is_none_or(|a| !failed.contains(a));
                 let backend = p
                     .balancer
                     .select_with(key, |b, healthy| healthy && not_failed(b))
@@ -164,7 +164,12 @@ fn health_check(pool: &PeerPool, hc: &HealthCheck) -> Box<HttpHealthCheck> {
     let host = pool
         .host
         .clone()
-        .or_else(|| pool.peers.first().and_then(|p| p.rsplit_once(':')).map(|(h, _)| h.to_string()))
+        .or_else(|| {
+            pool.peers
+                .first()
+                .and_then(|p| p.rsplit_once(':'))
+                .map(|(h, _)| h.to_string())
+        })
         .unwrap_or_default();
     let mut check = HttpHealthCheck::new(&host, pool.tls.is_some());
     if let Some(tls) = &pool.tls {
@@ -193,10 +198,12 @@ where
     S::Iter: pingora_load_balancing::selection::BackendIter,
     LoadBalancer<S>: BackgroundService,
 {
-    let mut lb = LoadBalancer::<S>::try_from_iter(pool.peers.iter().map(String::as_str))
-        .map_err(|err| BuildError::Resolve {
-            pool: name.to_string(),
-            err,
+    let mut lb =
+        LoadBalancer::<S>::try_from_iter(pool.peers.iter().map(String::as_str)).map_err(|err| {
+            BuildError::Resolve {
+                pool: name.to_string(),
+                err,
+            }
         })?;
     match &pool.health_check {
         None => Ok(Arc::new(lb)),
@@ -233,10 +240,10 @@ pub fn build(config: &Config) -> Result<Built, BuildError> {
                         Balancer::Consistent(balancer::<Consistent>(&up.name, p, &mut services)?)
                     }
                 };
-                PoolKind::Peers(PeerPoolRt {
+                PoolKind::Peers(Box::new(PeerPoolRt {
                     balancer,
-                    cfg: p.clone(),
-                })
+                    cfg: (**p).clone(),
+                }))
             }
             UpstreamKind::Dir(root) => {
                 let app = dir::DirOrigin::new(root).map_err(|err| BuildError::Dir {

@@ -170,7 +170,8 @@ fn serve_conn(conn: TcpStream, st: Arc<Mutex<OriginState>>, stop: Arc<AtomicBool
             s.requests.push((target.clone(), headers));
             s.routes.get(&target).cloned()
         };
-        let reply = reply.unwrap_or_else(|| Reply::ok("text/plain", "origin: not found").status(404));
+        let reply =
+            reply.unwrap_or_else(|| Reply::ok("text/plain", "origin: not found").status(404));
         if !reply.delay.is_zero() {
             std::thread::sleep(reply.delay);
         }
@@ -361,13 +362,19 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Reads a raw HTTP/1.1 response to a request written by hand (for odd paths clients normalize).
 pub fn raw_get(port: u16, target: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
