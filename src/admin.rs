@@ -59,7 +59,11 @@ impl ServeHttp for Admin {
                 reply(status, "text/plain; charset=utf-8", body.into_bytes())
             }
             "/metrics" => {
-                let (ct, body) = metrics::render(&self.state.pools, self.state.cache.storage);
+                let (ct, body) = metrics::render(
+                    &self.state.pools,
+                    self.state.cache.storage,
+                    &self.state.transformer,
+                );
                 reply(StatusCode::OK, &ct, body)
             }
             _ => reply(

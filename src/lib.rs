@@ -1,6 +1,7 @@
 //! imgedge: an image edge proxy on Pingora. `main.rs` wires these modules together.
 
 pub mod admin;
+pub mod image;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -8,4 +9,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod transform;
 pub mod upstream;

@@ -3,6 +3,7 @@
 //! are refreshed when `/metrics` is scraped.
 
 use crate::cache::MemoryStorage;
+use crate::transform::Transformer;
 use crate::upstream::Pool;
 use once_cell::sync::Lazy;
 use prometheus::{
@@ -31,6 +32,12 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     pub cache_capacity_bytes: IntGauge,
     pub cache_items: IntGauge,
+    pub transform_duration: HistogramVec,
+    pub transform_source_bytes: IntCounter,
+    pub transform_output_bytes: IntCounterVec,
+    pub transforms_refused: IntCounterVec,
+    pub transform_queue_depth: IntGauge,
+    pub transform_in_flight: IntGauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -98,6 +105,34 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Configured memory cache capacity"
         )?,
         cache_items: register_int_gauge!("imgedge_cache_items", "Entries in the memory cache")?,
+        transform_duration: register_histogram_vec!(
+            "imgedge_transform_duration_seconds",
+            "Decode + resize + encode time (queue wait included), by output format",
+            &["format"],
+            LATENCY_BUCKETS.to_vec()
+        )?,
+        transform_source_bytes: register_int_counter!(
+            "imgedge_transform_source_bytes_total",
+            "Origin image bytes fed to transforms"
+        )?,
+        transform_output_bytes: register_int_counter_vec!(
+            "imgedge_transform_output_bytes_total",
+            "Bytes produced by transforms, by output format",
+            &["format"]
+        )?,
+        transforms_refused: register_int_counter_vec!(
+            "imgedge_transforms_refused_total",
+            "Transforms refused or failed, by reason (too_big, bomb, bad_data, encode, pool, queue_full, remembered)",
+            &["reason"]
+        )?,
+        transform_queue_depth: register_int_gauge!(
+            "imgedge_transform_queue_depth",
+            "Transform jobs waiting for a worker"
+        )?,
+        transform_in_flight: register_int_gauge!(
+            "imgedge_transform_in_flight",
+            "Transform jobs running"
+        )?,
     })
 }
 
@@ -126,8 +161,10 @@ fn sync_counter(c: &IntCounter, total: u64) {
 }
 
 /// Refreshes mirrored gauges and renders the text exposition format.
-pub fn render(pools: &[Pool], storage: &MemoryStorage) -> (String, Vec<u8>) {
+pub fn render(pools: &[Pool], storage: &MemoryStorage, transformer: &Transformer) -> (String, Vec<u8>) {
     let m = &*METRICS;
+    m.transform_queue_depth.set(transformer.queue_depth() as i64);
+    m.transform_in_flight.set(transformer.in_flight() as i64);
     for pool in pools {
         for (peer, healthy) in pool.health() {
             m.peer_healthy

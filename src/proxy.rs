@@ -1,23 +1,30 @@
 //! The request's story, phase by phase. Each phase calls the module that owns its concern.
 //!
 //! ```text
-//! request_filter ........ route the request (404 when none matches)
+//! request_filter ........ route the request (404 when none matches); parse the transform
+//!                         query, 400 with a reason when invalid           (transform::plan)
 //! request_cache_filter .. cache on for GET on routes with `cache: true`
-//! cache_key_callback .... host + path + normalized query            (cache::key)
-//!    HIT/STALE ───────────────────────────────────────────────┐
-//!    MISS (one request per key: cache lock)                   │
+//! cache_key_callback .... host + path + normalized query + canonical transform  (cache::key)
+//!    HIT/STALE ────────────────────────────────────────────────────────┐
+//!    MISS (one request per key: cache lock)                            │
+//! proxy_upstream_filter . a source that just failed: answer its error; │
+//!                         reserve a transform slot, 503 when full      │
 //! upstream_peer ......... pick a healthy peer, skip failed ones (upstream::Pool::select)
 //! fail_to_connect ....... retry on another peer (upstream retries)
-//! upstream_request_filter rewrite path (strip_prefix), Host override, X-Forwarded-For
-//! upstream_response_filter note the upstream status and latency
-//! response_cache_filter . Cache-Control / Expires / default TTL     (cache::Cache)
-//! response_filter ....... X-Cache-Status  <───────────────────────┘
+//! upstream_request_filter path (strip_prefix, transform params removed), Host, X-Forwarded-For
+//! upstream_response_filter transform or pass through? fix the headers  (transform::inspect)
+//! upstream_response_body_filter buffer the source; at end of stream transform it on the
+//!                         pool; what it leaves in the body is what is cached (transform::run)
+//! response_cache_filter . Cache-Control / Expires / default TTL         (cache::Cache)
+//! response_filter ....... X-Cache-Status  <────────────────────────────┘
 //! logging ............... metrics + one access-log line
 //! ```
 
 use crate::cache::{self, Cache};
 use crate::metrics::{status_class, METRICS};
+use crate::image::{OutputFormat, Permit};
 use crate::routes::{self, Router};
+use crate::transform::{Planned, Transformer, Verdict};
 use crate::upstream::Pool;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -35,6 +42,7 @@ pub struct State {
     pub router: Router,
     pub pools: Vec<Pool>,
     pub cache: Cache,
+    pub transformer: Transformer,
     pub access_log: bool,
 }
 
@@ -55,6 +63,20 @@ pub struct Ctx {
     failed_peers: Vec<SocketAddr>,
     peer: Option<String>,
     upstream_start: Option<Instant>,
+    /// The transform the URL asks for.
+    planned: Option<Box<Planned>>,
+    /// Identifies the origin resource (for remembering failed sources).
+    source_key: String,
+    permit: Option<Permit>,
+    /// Set while an origin body is being buffered for a transform.
+    transforming: Option<Transforming>,
+    /// The 422 body replacing an origin body refused from its header.
+    refusal: Option<Bytes>,
+}
+
+struct Transforming {
+    out: OutputFormat,
+    source: Vec<u8>,
 }
 
 impl Ctx {
@@ -109,6 +131,48 @@ fn error_status(e: &Error, upstream_chosen: bool) -> u16 {
     }
 }
 
+/// 503 with `Retry-After` when the transform pool and its queue are full.
+async fn respond_busy(session: &mut Session) -> Result<()> {
+    let body = Bytes::from_static(b"busy: the transform queue is full, retry shortly\n");
+    let mut resp = ResponseHeader::build(503, Some(5))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::RETRY_AFTER, "1")?;
+    resp.insert_header("X-Cache-Status", "BYPASS")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// The headers of a response whose body will be replaced by the transform: the new type, no
+/// length (sent chunked; the stored entry knows its length), no ranges, no encoding, no origin
+/// ETag (it named the original bytes), and `Vary: Accept` when the format was negotiated.
+fn set_transformed_headers(
+    resp: &mut ResponseHeader,
+    out: OutputFormat,
+    vary_accept: bool,
+) -> Result<()> {
+    resp.insert_header(http::header::CONTENT_TYPE, out.content_type())?;
+    for h in [
+        http::header::CONTENT_LENGTH,
+        http::header::ACCEPT_RANGES,
+        http::header::CONTENT_ENCODING,
+        http::header::ETAG,
+        http::header::CONTENT_DISPOSITION,
+    ] {
+        resp.remove_header(&h);
+    }
+    if vary_accept {
+        let vary = match resp.headers.get(http::header::VARY).and_then(|v| v.to_str().ok()) {
+            Some(v) if !v.to_ascii_lowercase().contains("accept") => format!("{v}, Accept"),
+            Some(v) => v.to_string(),
+            None => "Accept".to_string(),
+        };
+        resp.insert_header(http::header::VARY, vary)?;
+    }
+    Ok(())
+}
+
 impl ImgEdge {
     fn pool(&self, ctx: &Ctx) -> Option<&'static Pool> {
         let route = self.state.router.get(ctx.route?);
@@ -137,14 +201,34 @@ impl ProxyHttp for ImgEdge {
             return Ok(true);
         };
         ctx.route = Some(idx);
-        if route.strip_prefix {
+        let accept = req
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let planned = match self.state.transformer.plan(req.uri.query(), accept) {
+            Ok(p) => p.map(Box::new),
+            Err(e) => {
+                let msg = format!("invalid transform parameter: {e}");
+                respond_text(session, 400, &msg).await?;
+                return Ok(true);
+            }
+        };
+        let query = match &planned {
+            Some(p) => p.forward_query.as_deref(),
+            None => req.uri.query(),
+        };
+        if route.strip_prefix || planned.is_some() {
             let mut uri = routes::upstream_path(route, path);
-            if let Some(q) = req.uri.query() {
+            if let Some(q) = query {
                 uri.push('?');
                 uri.push_str(q);
             }
             ctx.upstream_uri = Some(uri);
         }
+        if planned.is_some() {
+            ctx.source_key = format!("{host}\n{path}\n{}", query.unwrap_or(""));
+        }
+        ctx.planned = planned;
         Ok(false)
     }
 
@@ -160,9 +244,40 @@ impl ProxyHttp for ImgEdge {
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
         let req = session.req_header();
-        let key = cache::key(&request_host(req), req.uri.path(), req.uri.query(), "");
+        let key = match &ctx.planned {
+            Some(p) => cache::key(
+                &request_host(req),
+                req.uri.path(),
+                p.forward_query.as_deref(),
+                &p.canonical,
+            ),
+            None => cache::key(&request_host(req), req.uri.path(), req.uri.query(), ""),
+        };
         ctx.lb_key = key.primary_key().to_vec();
         Ok(key)
+    }
+
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if ctx.planned.is_none() || session.req_header().method == http::Method::HEAD {
+            return Ok(true);
+        }
+        let t = &self.state.transformer;
+        if let Some((status, reason)) = t.recent_failure(&ctx.source_key) {
+            METRICS.transforms_refused.with_label_values(&["remembered"]).inc();
+            respond_text(session, status, &reason).await?;
+            return Ok(false);
+        }
+        match t.reserve() {
+            Some(permit) => {
+                ctx.permit = Some(permit);
+                Ok(true)
+            }
+            None => {
+                METRICS.transforms_refused.with_label_values(&["queue_full"]).inc();
+                respond_busy(session).await?;
+                Ok(false)
+            }
+        }
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -235,10 +350,39 @@ impl ProxyHttp for ImgEdge {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let (Some(planned), Some(_)) = (&ctx.planned, &ctx.permit) {
+            let h = &upstream_response.headers;
+            let text = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+            let verdict = self.state.transformer.inspect(
+                planned,
+                upstream_response.status.as_u16(),
+                text(http::header::CONTENT_TYPE),
+                text(http::header::CONTENT_ENCODING),
+                text(http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            );
+            match verdict {
+                Verdict::PassThrough => {}
+                Verdict::Transform(out) => {
+                    set_transformed_headers(upstream_response, out, planned.vary_accept)?;
+                    ctx.transforming = Some(Transforming { out, source: Vec::new() });
+                }
+                Verdict::Refuse(reason) => {
+                    log::warn!("transform refused for {}: {reason}", session.req_header().uri);
+                    METRICS.transforms_refused.with_label_values(&["too_big"]).inc();
+                    self.state.transformer.remember_failure(&ctx.source_key, 422, &reason);
+                    let body = Bytes::from(format!("{reason}\n"));
+                    *upstream_response = ResponseHeader::build(422, Some(4))?;
+                    upstream_response.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+                    upstream_response.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+                    upstream_response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+                    ctx.refusal = Some(body);
+                }
+            }
+        }
         if let (Some(pool), Some(start)) = (self.pool(ctx), ctx.upstream_start) {
             let label = ctx.peer.as_deref().unwrap_or_default();
             METRICS
@@ -249,12 +393,85 @@ impl ProxyHttp for ImgEdge {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if ctx.refusal.is_some() {
+            *body = None;
+            if end_of_stream {
+                *body = ctx.refusal.take();
+            }
+            return Ok(None);
+        }
+        let Some(t) = ctx.transforming.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(chunk) = body.take() {
+            t.source.extend_from_slice(&chunk);
+        }
+        let max = self.state.transformer.max_source_bytes();
+        let over = t.source.len() as u64 > max;
+        if !end_of_stream && !over {
+            return Ok(None);
+        }
+        let Some(t) = ctx.transforming.take() else {
+            return Ok(None);
+        };
+        let planned = ctx.planned.as_ref().map(|p| &p.spec);
+        let (Some(spec), Some(permit)) = (planned, ctx.permit.take()) else {
+            return Error::e_explain(ErrorType::InternalError, "transform state lost");
+        };
+        let source_len = t.source.len();
+        let started = Instant::now();
+        // Over the limit: the pipeline refuses it at once (TooLarge) without decoding.
+        let result = self.state.transformer.run(permit, t.source, spec, t.out);
+        let format = t.out.as_str();
+        match result {
+            Ok(out) => {
+                let m = &*METRICS;
+                m.transform_duration
+                    .with_label_values(&[format])
+                    .observe(started.elapsed().as_secs_f64());
+                m.transform_source_bytes.inc_by(source_len as u64);
+                m.transform_output_bytes
+                    .with_label_values(&[format])
+                    .inc_by(out.bytes.len() as u64);
+                *body = Some(Bytes::from(out.bytes));
+                Ok(None)
+            }
+            Err(failure) => {
+                // The status line may be gone: abort so nothing is cached and the client sees
+                // a failed response; repeats are answered up front (proxy_upstream_filter).
+                let reason = failure.to_string();
+                log::warn!(
+                    "transform failed for {} ({source_len} source bytes): {reason}",
+                    session.req_header().uri
+                );
+                METRICS
+                    .transforms_refused
+                    .with_label_values(&[failure.reason()])
+                    .inc();
+                self.state
+                    .transformer
+                    .remember_failure(&ctx.source_key, failure.status(), &reason);
+                Error::e_explain(ErrorType::HTTPStatus(failure.status()), reason)
+            }
+        }
+    }
+
     fn response_cache_filter(
         &self,
         session: &Session,
         resp: &ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
+        if ctx.refusal.is_some() {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
+        }
         let authorization = session
             .req_header()
             .headers
@@ -371,9 +588,14 @@ impl ProxyHttp for ImgEdge {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "-".into());
             let error = e.map(|e| format!(" error=\"{e}\"")).unwrap_or_default();
+            let transform = ctx
+                .planned
+                .as_ref()
+                .map(|p| format!(" transform={}", p.canonical))
+                .unwrap_or_default();
             log::info!(
                 target: "access",
-                "{client} \"{} {}\" {status} cache={cache_status} upstream={} duration_ms={:.1} bytes={bytes}{error}",
+                "{client} \"{} {}\" {status} cache={cache_status} upstream={}{transform} duration_ms={:.1} bytes={bytes}{error}",
                 req.method,
                 req.uri,
                 ctx.peer.as_deref().unwrap_or("-"),

@@ -6,6 +6,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::proxy::{ImgEdge, State};
 use crate::routes::Router;
+use crate::transform::Transformer;
 use crate::upstream;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -51,6 +52,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         router: Router::new(config.routes.clone()),
         pools: built.pools,
         cache: Cache::new(&config.cache),
+        transformer: Transformer::new(&config.transform),
         access_log: config.log.access,
     }));
 

@@ -41,3 +41,17 @@ pub const CACHE_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
 pub const CACHE_STALE_IF_ERROR: Duration = Duration::from_secs(86400);
 /// How long concurrent misses wait for the one request that fetches a key.
 pub const CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const TRANSFORM_MAX_WIDTH: u32 = 4096;
+pub const TRANSFORM_MAX_HEIGHT: u32 = 4096;
+pub const TRANSFORM_MAX_OUTPUT_PIXELS: u64 = 4096 * 4096;
+pub const TRANSFORM_MAX_SOURCE_BYTES: u64 = 32 << 20;
+/// 50 megapixels: larger sources are refused from their header, before decoding.
+pub const TRANSFORM_MAX_SOURCE_PIXELS: u64 = 50_000_000;
+pub const TRANSFORM_QUEUE: usize = 64;
+pub const TRANSFORM_QUALITY: u8 = 80;
+/// rav1e speed 10 (fastest): AVIF is still ~3x the cost of WebP at this speed.
+pub const TRANSFORM_AVIF_SPEED: u8 = 10;
+pub const TRANSFORM_AUTO_AVIF: bool = true;
+/// How long a failed transform of a source is answered up front without asking the origin.
+pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);

@@ -22,6 +22,7 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     pub cache: CacheSettings,
+    pub transform: TransformSettings,
     pub log: LogSettings,
 }
 
@@ -121,6 +122,18 @@ pub struct CacheSettings {
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
     pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TransformSettings {
+    /// URL and source limits, default quality, AVIF speed, allowed output formats.
+    pub limits: crate::image::Limits,
+    pub presets: crate::image::Presets,
+    pub workers: usize,
+    pub queue: usize,
+    /// Whether `format=auto` may pick AVIF (slow to encode).
+    pub auto_avif: bool,
+    pub failure_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]

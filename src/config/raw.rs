@@ -101,6 +101,25 @@ pub struct RawCache {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawTransform {
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+    pub max_output_pixels: Option<u64>,
+    pub max_source_bytes: Option<Quantity>,
+    pub max_source_pixels: Option<u64>,
+    pub workers: Option<usize>,
+    pub queue: Option<usize>,
+    pub quality: Option<u8>,
+    pub avif_speed: Option<u8>,
+    pub auto_avif: Option<bool>,
+    pub formats: Option<Vec<String>>,
+    pub failure_ttl: Option<Quantity>,
+    /// name -> parameter -> value (numbers or strings)
+    pub presets: Option<BTreeMap<String, BTreeMap<String, serde_yaml::Value>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub access: Option<bool>,
     pub level: Option<String>,
@@ -115,6 +134,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "routes",
     "cache",
+    "transform",
     "log",
 ];
 
@@ -126,5 +146,6 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, Option<RawUpstream>>,
     pub routes: Vec<Option<RawRoute>>,
     pub cache: RawCache,
+    pub transform: RawTransform,
     pub log: RawLog,
 }

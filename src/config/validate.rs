@@ -144,6 +144,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         listen: section::<Option<Vec<String>>>(map.get("listen"), "listen", errs),
         admin: section(map.get("admin"), "admin", errs),
         cache: section(map.get("cache"), "cache", errs),
+        transform: section(map.get("transform"), "transform", errs),
         log: section(map.get("log"), "log", errs),
         ..Default::default()
     };
@@ -283,6 +284,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     }
 
     let cache = validate_cache(raw.cache, errs);
+    let transform = validate_transform(raw.transform, errs);
     let level = raw.log.level.unwrap_or_else(|| "info".to_string());
     if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
         errs.add(
@@ -299,6 +301,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
         upstreams,
         routes,
         cache,
+        transform,
         log: LogSettings {
             access: raw.log.access.unwrap_or(true),
             level,
@@ -595,6 +598,95 @@ fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
             c.lock_timeout,
             defaults::CACHE_LOCK_TIMEOUT,
             "cache.lock_timeout".into(),
+            errs,
+        ),
+    }
+}
+
+fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
+    use crate::image::{Limits, OutputFormat};
+    let positive = |v: Option<u64>, d: u64, key: &str, errs: &mut Errors| -> u64 {
+        let v = v.unwrap_or(d);
+        if v == 0 {
+            errs.add(format!("transform.{key}"), "must be at least 1");
+        }
+        v
+    };
+    let max_width = positive(t.max_width.map(u64::from), defaults::TRANSFORM_MAX_WIDTH.into(), "max_width", errs);
+    let max_height = positive(t.max_height.map(u64::from), defaults::TRANSFORM_MAX_HEIGHT.into(), "max_height", errs);
+    let max_output_pixels = positive(t.max_output_pixels, defaults::TRANSFORM_MAX_OUTPUT_PIXELS, "max_output_pixels", errs);
+    let max_source_pixels = positive(t.max_source_pixels, defaults::TRANSFORM_MAX_SOURCE_PIXELS, "max_source_pixels", errs);
+    let max_source_bytes = size(
+        t.max_source_bytes,
+        defaults::TRANSFORM_MAX_SOURCE_BYTES,
+        "transform.max_source_bytes",
+        errs,
+    );
+    let workers = t.workers.unwrap_or_else(defaults::threads);
+    if workers == 0 {
+        errs.add("transform.workers", "must be at least 1");
+    }
+    let quality = t.quality.unwrap_or(defaults::TRANSFORM_QUALITY);
+    if !(1..=100).contains(&quality) {
+        errs.add("transform.quality", format!("{quality} is not within 1-100"));
+    }
+    let avif_speed = t.avif_speed.unwrap_or(defaults::TRANSFORM_AVIF_SPEED);
+    if !(1..=10).contains(&avif_speed) {
+        errs.add("transform.avif_speed", format!("{avif_speed} is not within 1 (slow) - 10 (fast)"));
+    }
+    let mut allowed_formats = Vec::new();
+    for (i, f) in t.formats.unwrap_or_default().iter().enumerate() {
+        match OutputFormat::parse(f) {
+            Some(f) => allowed_formats.push(f),
+            None => errs.add(
+                format!("transform.formats[{i}]"),
+                format!("{f:?} is not one of avif, webp, jpeg, png"),
+            ),
+        }
+    }
+    let limits = Limits {
+        max_width: max_width.min(u32::MAX.into()) as u32,
+        max_height: max_height.min(u32::MAX.into()) as u32,
+        max_output_pixels,
+        max_source_pixels,
+        max_source_bytes,
+        default_quality: quality,
+        avif_speed,
+        allowed_formats,
+    };
+    let mut presets = crate::image::Presets::new();
+    for (name, params) in t.presets.unwrap_or_default() {
+        let path = format!("transform.presets.{name}");
+        let mut strings = std::collections::BTreeMap::new();
+        for (k, v) in params {
+            let s = match v {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => {
+                    errs.add(format!("{path}.{k}"), "must be a string or a number");
+                    continue;
+                }
+            };
+            strings.insert(k, s);
+        }
+        match crate::image::parse_preset(&strings).and_then(|p| p.validate(&limits).map(|_| p)) {
+            Ok(p) => {
+                presets.insert(name, p);
+            }
+            Err(e) => errs.add(format!("{path}.{}", e.param), e.problem),
+        }
+    }
+    TransformSettings {
+        limits,
+        presets,
+        workers,
+        queue: t.queue.unwrap_or(defaults::TRANSFORM_QUEUE),
+        auto_avif: t.auto_avif.unwrap_or(defaults::TRANSFORM_AUTO_AVIF),
+        failure_ttl: dur(
+            t.failure_ttl,
+            defaults::TRANSFORM_FAILURE_TTL,
+            "transform.failure_ttl".into(),
             errs,
         ),
     }

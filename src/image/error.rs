@@ -1,0 +1,67 @@
+//! Error types of the image core. Every `Display` is one line, fit for a log or a 4xx body.
+
+use thiserror::Error;
+
+/// A bad transform parameter in the URL query or in a preset (always a client error, 400).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{param}: {problem}")]
+pub struct ParamError {
+    /// The user-facing parameter name as written (`width`, `w`, `preset`, ...).
+    pub param: String,
+    /// What is wrong with it, e.g. `"-3" is not a positive integer`.
+    pub problem: String,
+}
+
+impl ParamError {
+    pub fn new(param: impl Into<String>, problem: impl Into<String>) -> Self {
+        ParamError {
+            param: param.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Why a transform failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransformError {
+    #[error("source image is {bytes} bytes, above the maximum {max}")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("source image is {w}x{h} pixels, above the maximum {max} pixels")]
+    TooManyPixels { w: u32, h: u32, max: u64 },
+    #[error("output image would be {w}x{h} pixels, above the maximum {max} pixels")]
+    OutputTooLarge { w: u32, h: u32, max: u64 },
+    #[error("source is not an image in a supported format (JPEG, PNG, WebP, GIF)")]
+    NotAnImage,
+    #[error("unsupported image: {0}")]
+    Unsupported(String),
+    #[error("corrupt image data: {0}")]
+    Corrupt(String),
+    #[error("image data is truncated")]
+    Truncated,
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+impl TransformError {
+    /// Short label for metrics: `too_big` | `bomb` | `bad_data` | `encode`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TransformError::TooLarge { .. } | TransformError::OutputTooLarge { .. } => "too_big",
+            TransformError::TooManyPixels { .. } => "bomb",
+            TransformError::NotAnImage
+            | TransformError::Unsupported(_)
+            | TransformError::Corrupt(_)
+            | TransformError::Truncated => "bad_data",
+            TransformError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// Why a pool job did not produce its result.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PoolError {
+    #[error("transform job panicked: {0}")]
+    Panicked(String),
+    #[error("transform pool is shut down")]
+    Shutdown,
+}

@@ -1,0 +1,749 @@
+//! URL query parsing for transforms, presets and the canonical cache-key form.
+//!
+//! Parameters (user-facing names): `width`/`w`, `height`/`h` (positive integers), `dpr` (1-4,
+//! float, multiplies width and height), `fit` (scale-down | contain | cover | crop | pad),
+//! `gravity` (center | top | bottom | left | right | top-left | top-right | bottom-left |
+//! bottom-right; `auto` = center), `format` (auto | avif | webp | jpeg | jpg | png),
+//! `quality`/`q` (1-100), `background` (hex colour `#rgb`, `#rrggbb`, with or without `#`,
+//! `%23` accepted), `preset=NAME`.
+//!
+//! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
+//! Parameters set explicitly in the URL override the preset's values, wherever `preset=` appears.
+//! Names are case-sensitive; any other parameter is forwarded to the origin untouched.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::error::ParamError;
+use super::format::{FormatChoice, OutputFormat};
+
+/// How the image is fitted into `width` x `height`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Fit {
+    /// Fit inside, never enlarge (default).
+    #[default]
+    ScaleDown,
+    /// Fit inside, may enlarge.
+    Contain,
+    /// Fill exactly, cropping the overflow by gravity (may enlarge).
+    Cover,
+    /// Like cover but never enlarges: a smaller source is only cropped to at most w x h.
+    Crop,
+    /// Contain, then pad to exactly w x h with the background (placed by gravity).
+    Pad,
+}
+
+impl Fit {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Fit::ScaleDown => "scale-down",
+            Fit::Contain => "contain",
+            Fit::Cover => "cover",
+            Fit::Crop => "crop",
+            Fit::Pad => "pad",
+        }
+    }
+    fn parse(s: &str) -> Option<Fit> {
+        Some(match s {
+            "scale-down" => Fit::ScaleDown,
+            "contain" => Fit::Contain,
+            "cover" => Fit::Cover,
+            "crop" => Fit::Crop,
+            "pad" => Fit::Pad,
+            _ => return None,
+        })
+    }
+}
+
+/// Which part is kept when cropping (cover, crop) or where the image sits when padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Gravity {
+    #[default]
+    Center,
+    Top,
+    Bottom,
+    Left,
+    Right,
+    TopLeft,
+    TopRight,
+    BottomLeft,
+    BottomRight,
+}
+
+impl Gravity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Gravity::Center => "center",
+            Gravity::Top => "top",
+            Gravity::Bottom => "bottom",
+            Gravity::Left => "left",
+            Gravity::Right => "right",
+            Gravity::TopLeft => "top-left",
+            Gravity::TopRight => "top-right",
+            Gravity::BottomLeft => "bottom-left",
+            Gravity::BottomRight => "bottom-right",
+        }
+    }
+    fn parse(s: &str) -> Option<Gravity> {
+        Some(match s {
+            "center" | "centre" | "auto" => Gravity::Center,
+            "top" => Gravity::Top,
+            "bottom" => Gravity::Bottom,
+            "left" => Gravity::Left,
+            "right" => Gravity::Right,
+            "top-left" => Gravity::TopLeft,
+            "top-right" => Gravity::TopRight,
+            "bottom-left" => Gravity::BottomLeft,
+            "bottom-right" => Gravity::BottomRight,
+            _ => return None,
+        })
+    }
+    /// Horizontal and vertical position of the kept area, 0 = left/top, 0.5 = centre, 1 = right/bottom.
+    pub fn weights(&self) -> (f64, f64) {
+        match self {
+            Gravity::Center => (0.5, 0.5),
+            Gravity::Top => (0.5, 0.0),
+            Gravity::Bottom => (0.5, 1.0),
+            Gravity::Left => (0.0, 0.5),
+            Gravity::Right => (1.0, 0.5),
+            Gravity::TopLeft => (0.0, 0.0),
+            Gravity::TopRight => (1.0, 0.0),
+            Gravity::BottomLeft => (0.0, 1.0),
+            Gravity::BottomRight => (1.0, 1.0),
+        }
+    }
+}
+
+/// Operator limits (from config).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_output_pixels: u64,
+    pub max_source_pixels: u64,
+    pub max_source_bytes: u64,
+    pub default_quality: u8,
+    /// rav1e speed 1 (slow, small) ..= 10 (fast).
+    pub avif_speed: u8,
+    /// Formats that may be produced; empty = all.
+    pub allowed_formats: Vec<OutputFormat>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_width: 4096,
+            max_height: 4096,
+            max_output_pixels: 4096 * 4096,
+            max_source_pixels: 100_000_000,
+            max_source_bytes: 32 * 1024 * 1024,
+            default_quality: 80,
+            avif_speed: 10,
+            allowed_formats: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn allows(&self, f: OutputFormat) -> bool {
+        self.allowed_formats.is_empty() || self.allowed_formats.contains(&f)
+    }
+}
+
+/// A validated transform. `width`/`height` are as written; use [`TransformSpec::target_width`]
+/// / [`TransformSpec::target_height`] for the dpr-multiplied sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformSpec {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// 1.0 ..= 4.0
+    pub dpr: f32,
+    pub fit: Fit,
+    pub gravity: Gravity,
+    pub format: FormatChoice,
+    pub quality: Option<u8>,
+    pub background: Option<[u8; 3]>,
+}
+
+impl Default for TransformSpec {
+    fn default() -> Self {
+        TransformSpec {
+            width: None,
+            height: None,
+            dpr: 1.0,
+            fit: Fit::ScaleDown,
+            gravity: Gravity::Center,
+            format: FormatChoice::Source,
+            quality: None,
+            background: None,
+        }
+    }
+}
+
+fn apply_dpr(v: u32, dpr: f32) -> u64 {
+    ((v as f64) * (dpr as f64)).round().max(1.0) as u64
+}
+
+impl TransformSpec {
+    /// Output width bound in pixels (width x dpr).
+    pub fn target_width(&self) -> Option<u32> {
+        self.width
+            .map(|w| apply_dpr(w, self.dpr).min(u32::MAX as u64) as u32)
+    }
+    pub fn target_height(&self) -> Option<u32> {
+        self.height
+            .map(|h| apply_dpr(h, self.dpr).min(u32::MAX as u64) as u32)
+    }
+
+    /// Canonical form for cache keys: fixed order `w,h,fit,g,f,q,bg`, dpr folded into w/h,
+    /// defaults dropped (fit=scale-down, gravity=center or irrelevant to the fit), q dropped for
+    /// PNG output. `chosen` is the negotiated output format (`Negotiated::format()`); `None` means
+    /// "same as source" and then only a fixed `format=` of the spec is written.
+    pub fn canonical(&self, chosen: Option<OutputFormat>) -> String {
+        let mut parts: Vec<String> = Vec::with_capacity(7);
+        if let Some(w) = self.target_width() {
+            parts.push(format!("w={w}"));
+        }
+        if let Some(h) = self.target_height() {
+            parts.push(format!("h={h}"));
+        }
+        if self.fit != Fit::ScaleDown {
+            parts.push(format!("fit={}", self.fit.as_str()));
+        }
+        if matches!(self.fit, Fit::Cover | Fit::Crop | Fit::Pad) && self.gravity != Gravity::Center
+        {
+            parts.push(format!("g={}", self.gravity.as_str()));
+        }
+        let fmt = chosen.or(match self.format {
+            FormatChoice::Fixed(f) => Some(f),
+            _ => None,
+        });
+        if let Some(f) = fmt {
+            parts.push(format!("f={}", f.as_str()));
+        }
+        if let Some(q) = self.quality {
+            if fmt != Some(OutputFormat::Png) {
+                parts.push(format!("q={q}"));
+            }
+        }
+        if let Some([r, g, b]) = self.background {
+            parts.push(format!("bg={r:02x}{g:02x}{b:02x}"));
+        }
+        parts.join(",")
+    }
+}
+
+/// A preset: a partial set of parameters (each `None` = not set by the preset).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Preset {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub dpr: Option<f32>,
+    pub fit: Option<Fit>,
+    pub gravity: Option<Gravity>,
+    pub format: Option<FormatChoice>,
+    pub quality: Option<u8>,
+    pub background: Option<[u8; 3]>,
+}
+
+impl Preset {
+    /// `other`'s values override `self`'s.
+    fn overlay(&self, other: &Preset) -> Preset {
+        Preset {
+            width: other.width.or(self.width),
+            height: other.height.or(self.height),
+            dpr: other.dpr.or(self.dpr),
+            fit: other.fit.or(self.fit),
+            gravity: other.gravity.or(self.gravity),
+            format: other.format.or(self.format),
+            quality: other.quality.or(self.quality),
+            background: other.background.or(self.background),
+        }
+    }
+
+    /// Checks the preset against the limits (for config validation).
+    pub fn validate(&self, limits: &Limits) -> Result<TransformSpec, ParamError> {
+        finalize(self, limits)
+    }
+}
+
+/// Named presets from config.
+pub type Presets = HashMap<String, Preset>;
+
+/// The result of [`parse_query`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedQuery {
+    /// `None` when the query has no transform parameter at all (pass the original through).
+    pub transform: Option<TransformSpec>,
+    /// The non-transform parameters, original order and encoding, `None` if there are none.
+    pub forward_query: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Width,
+    Height,
+    Dpr,
+    Fit,
+    Gravity,
+    Format,
+    Quality,
+    Background,
+    Preset,
+}
+
+fn key_kind(k: &str) -> Option<Key> {
+    Some(match k {
+        "width" | "w" => Key::Width,
+        "height" | "h" => Key::Height,
+        "dpr" => Key::Dpr,
+        "fit" => Key::Fit,
+        "gravity" => Key::Gravity,
+        "format" => Key::Format,
+        "quality" | "q" => Key::Quality,
+        "background" => Key::Background,
+        "preset" => Key::Preset,
+        _ => return None,
+    })
+}
+
+/// Quotes a user value for an error message (escaped, at most 64 characters).
+fn quoted(v: &str) -> String {
+    let mut s: String = v.chars().take(64).collect();
+    if s.len() < v.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
+fn parse_positive(name: &str, v: &str) -> Result<u32, ParamError> {
+    let bad = || ParamError::new(name, format!("{} is not a positive integer", quoted(v)));
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match v.parse::<u32>() {
+        Ok(0) => Err(bad()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(ParamError::new(name, format!("{} is too large", quoted(v)))),
+    }
+}
+
+fn parse_hex_colour(v: &str) -> Option<[u8; 3]> {
+    let h = v.strip_prefix('#').unwrap_or(v);
+    if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let d = |c: u8| (c as char).to_digit(16).map(|x| x as u8);
+    let b = h.as_bytes();
+    match b.len() {
+        3 => Some([d(b[0])? * 17, d(b[1])? * 17, d(b[2])? * 17]),
+        6 => Some([
+            d(b[0])? * 16 + d(b[1])?,
+            d(b[2])? * 16 + d(b[3])?,
+            d(b[4])? * 16 + d(b[5])?,
+        ]),
+        _ => None,
+    }
+}
+
+/// Parses one transform parameter into `p` (not `preset`).
+fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError> {
+    match key {
+        Key::Width => p.width = Some(parse_positive(name, v)?),
+        Key::Height => p.height = Some(parse_positive(name, v)?),
+        Key::Dpr => {
+            let d: f32 = v
+                .parse()
+                .ok()
+                .filter(|d: &f32| d.is_finite() && (1.0..=4.0).contains(d))
+                .ok_or_else(|| ParamError::new(name, format!("{} is not a number from 1 to 4", quoted(v))))?;
+            // keep two decimals so that equivalent spellings are equal
+            p.dpr = Some((d * 100.0).round() / 100.0);
+        }
+        Key::Fit => {
+            p.fit = Some(Fit::parse(v).ok_or_else(|| {
+                ParamError::new(name, format!("{} is not one of scale-down, contain, cover, crop, pad", quoted(v)))
+            })?)
+        }
+        Key::Gravity => {
+            p.gravity = Some(Gravity::parse(v).ok_or_else(|| {
+                ParamError::new(
+                    name,
+                    format!(
+                        "{} is not one of center, top, bottom, left, right, top-left, top-right, bottom-left, bottom-right",
+                        quoted(v)
+                    ),
+                )
+            })?)
+        }
+        Key::Format => {
+            p.format = Some(if v == "auto" {
+                FormatChoice::Auto
+            } else {
+                FormatChoice::Fixed(OutputFormat::parse(v).ok_or_else(|| {
+                    ParamError::new(name, format!("{} is not one of auto, avif, webp, jpeg, png", quoted(v)))
+                })?)
+            })
+        }
+        Key::Quality => {
+            let q = v
+                .parse::<u8>()
+                .ok()
+                .filter(|q| (1..=100).contains(q) && v.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| ParamError::new(name, format!("{} is not an integer from 1 to 100", quoted(v))))?;
+            p.quality = Some(q);
+        }
+        Key::Background => {
+            p.background = Some(
+                parse_hex_colour(v)
+                    .ok_or_else(|| ParamError::new(name, format!("{} is not a hex colour (#rgb or #rrggbb)", quoted(v))))?,
+            )
+        }
+        Key::Preset => return Err(ParamError::new(name, "a preset cannot name another preset")),
+    }
+    Ok(())
+}
+
+/// Parses a preset from config (`name -> value` as strings; numbers written as strings).
+/// Only transform parameters are allowed, `preset` itself is not.
+pub fn parse_preset(map: &BTreeMap<String, String>) -> Result<Preset, ParamError> {
+    let mut p = Preset::default();
+    for (k, v) in map {
+        match key_kind(k) {
+            Some(Key::Preset) => {
+                return Err(ParamError::new(
+                    k.as_str(),
+                    "a preset cannot name another preset",
+                ))
+            }
+            Some(key) => apply(&mut p, key, k, v)?,
+            None => return Err(ParamError::new(k.as_str(), "is not a transform parameter")),
+        }
+    }
+    Ok(p)
+}
+
+/// Applies the limits and defaults.
+fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
+    let dpr = p.dpr.unwrap_or(1.0);
+    let check = |name: &str, v: Option<u32>, max: u32| -> Result<(), ParamError> {
+        if let Some(v) = v {
+            if v > max {
+                return Err(ParamError::new(
+                    name,
+                    format!("{v} is above the maximum {max}"),
+                ));
+            }
+            let eff = apply_dpr(v, dpr);
+            if eff > max as u64 {
+                return Err(ParamError::new(
+                    name,
+                    format!("{v} at dpr {dpr} is {eff}, above the maximum {max}"),
+                ));
+            }
+        }
+        Ok(())
+    };
+    check("width", p.width, limits.max_width)?;
+    check("height", p.height, limits.max_height)?;
+    if let (Some(w), Some(h)) = (p.width, p.height) {
+        let px = apply_dpr(w, dpr).saturating_mul(apply_dpr(h, dpr));
+        if px > limits.max_output_pixels {
+            return Err(ParamError::new(
+                "height",
+                format!(
+                    "{w}x{h} at dpr {dpr} is {px} pixels, above the maximum {}",
+                    limits.max_output_pixels
+                ),
+            ));
+        }
+    }
+    let format = p.format.unwrap_or(FormatChoice::Source);
+    if let FormatChoice::Fixed(f) = format {
+        if !limits.allows(f) {
+            let list: Vec<&str> = limits.allowed_formats.iter().map(|f| f.as_str()).collect();
+            return Err(ParamError::new(
+                "format",
+                format!(
+                    "{:?} is not allowed here (allowed: {})",
+                    f.as_str(),
+                    list.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(TransformSpec {
+        width: p.width,
+        height: p.height,
+        dpr,
+        fit: p.fit.unwrap_or_default(),
+        gravity: p.gravity.unwrap_or_default(),
+        format,
+        quality: p.quality,
+        background: p.background,
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses the request's query string (without or with a leading `?`).
+pub fn parse_query(
+    query: Option<&str>,
+    limits: &Limits,
+    presets: &Presets,
+) -> Result<ParsedQuery, ParamError> {
+    let q = query.unwrap_or("");
+    let q = q.strip_prefix('?').unwrap_or(q);
+    let mut explicit = Preset::default();
+    let mut preset: Option<String> = None;
+    let mut any = false;
+    let mut forward: Vec<&str> = Vec::new();
+    for piece in q.split('&') {
+        if piece.is_empty() {
+            continue;
+        }
+        let (rk, rv) = piece.split_once('=').unwrap_or((piece, ""));
+        let key = percent_decode(rk);
+        let kind = key.as_deref().and_then(key_kind);
+        let (Some(kind), Some(key)) = (kind, key) else {
+            forward.push(piece);
+            continue;
+        };
+        any = true;
+        let v = percent_decode(rv)
+            .ok_or_else(|| ParamError::new(key.as_str(), "value is not valid UTF-8"))?;
+        if kind == Key::Preset {
+            preset = Some(v);
+        } else {
+            apply(&mut explicit, kind, &key, &v)?;
+        }
+    }
+    let forward_query = if forward.is_empty() {
+        None
+    } else {
+        Some(forward.join("&"))
+    };
+    if !any {
+        return Ok(ParsedQuery {
+            transform: None,
+            forward_query,
+        });
+    }
+    let merged = match preset {
+        Some(name) => match presets.get(&name) {
+            Some(p) => p.overlay(&explicit),
+            None => {
+                return Err(ParamError::new(
+                    "preset",
+                    format!("no preset named {}", quoted(&name)),
+                ))
+            }
+        },
+        None => explicit,
+    };
+    Ok(ParsedQuery {
+        transform: Some(finalize(&merged, limits)?),
+        forward_query,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+
+    fn parse(q: &str) -> Result<ParsedQuery, ParamError> {
+        let mut presets = Presets::new();
+        let mut m = BTreeMap::new();
+        m.insert("width".to_string(), "200".to_string());
+        m.insert("height".to_string(), "200".to_string());
+        m.insert("fit".to_string(), "cover".to_string());
+        m.insert("q".to_string(), "70".to_string());
+        presets.insert("thumb".to_string(), parse_preset(&m).unwrap());
+        parse_query(Some(q), &lim(), &presets)
+    }
+
+    fn spec(q: &str) -> TransformSpec {
+        parse(q).unwrap().transform.unwrap()
+    }
+
+    fn err(q: &str) -> String {
+        parse(q).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_transform_params() {
+        let p = parse("a=1&b=%20x").unwrap();
+        assert_eq!(p.transform, None);
+        assert_eq!(p.forward_query.as_deref(), Some("a=1&b=%20x"));
+        let p = parse_query(None, &lim(), &Presets::new()).unwrap();
+        assert_eq!(
+            p,
+            ParsedQuery {
+                transform: None,
+                forward_query: None
+            }
+        );
+        assert_eq!(parse("").unwrap().transform, None);
+    }
+
+    #[test]
+    fn aliases_and_forwarding() {
+        let p = parse("x=1&w=400&y=2&h=300&q=50").unwrap();
+        assert_eq!(p.forward_query.as_deref(), Some("x=1&y=2"));
+        let s = p.transform.unwrap();
+        assert_eq!(
+            (s.width, s.height, s.quality),
+            (Some(400), Some(300), Some(50))
+        );
+        assert_eq!(
+            spec("format=jpg").format,
+            FormatChoice::Fixed(OutputFormat::Jpeg)
+        );
+        assert_eq!(spec("gravity=auto").gravity, Gravity::Center);
+        assert_eq!(parse("w=400").unwrap().forward_query, None);
+    }
+
+    #[test]
+    fn canonical_equal() {
+        let a = spec("w=400").canonical(None);
+        assert_eq!(a, "w=400");
+        assert_eq!(spec("width=400").canonical(None), a);
+        assert_eq!(
+            spec("width=400&fit=scale-down&gravity=top").canonical(None),
+            a
+        );
+        assert_eq!(spec("?width=400&dpr=1").canonical(None), a);
+        assert_eq!(
+            spec("width=200&dpr=2").canonical(None),
+            spec("w=400").canonical(None)
+        );
+        let s = spec("q=75&format=auto&gravity=top&fit=cover&height=600&width=800");
+        assert_eq!(
+            s.canonical(Some(OutputFormat::Webp)),
+            "w=800,h=600,fit=cover,g=top,f=webp,q=75"
+        );
+        assert_eq!(spec("format=png&q=50").canonical(None), "f=png");
+        assert_eq!(
+            spec("fit=pad&w=10&h=10&background=%23FFF").canonical(None),
+            "w=10,h=10,fit=pad,bg=ffffff"
+        );
+        assert_eq!(
+            spec("background=abcdef").background,
+            Some([0xab, 0xcd, 0xef])
+        );
+        assert_eq!(spec("background=#abc").background, Some([0xaa, 0xbb, 0xcc]));
+    }
+
+    #[test]
+    fn duplicates_last_wins() {
+        assert_eq!(spec("w=100&width=200").width, Some(200));
+        assert_eq!(spec("width=200&w=100").width, Some(100));
+    }
+
+    #[test]
+    fn presets() {
+        let s = spec("preset=thumb");
+        assert_eq!(
+            (s.width, s.height, s.fit, s.quality),
+            (Some(200), Some(200), Fit::Cover, Some(70))
+        );
+        // explicit params override, wherever preset= is
+        let s = spec("w=300&preset=thumb");
+        assert_eq!((s.width, s.height), (Some(300), Some(200)));
+        assert_eq!(err("preset=thumbx"), r#"preset: no preset named "thumbx""#);
+        let mut m = BTreeMap::new();
+        m.insert("fit".to_string(), "squash".to_string());
+        assert!(parse_preset(&m)
+            .unwrap_err()
+            .to_string()
+            .starts_with("fit: \"squash\""));
+        let mut m = BTreeMap::new();
+        m.insert("colour".to_string(), "red".to_string());
+        assert_eq!(
+            parse_preset(&m).unwrap_err().to_string(),
+            "colour: is not a transform parameter"
+        );
+        let mut m = BTreeMap::new();
+        m.insert("width".to_string(), "9000".to_string());
+        assert!(parse_preset(&m).unwrap().validate(&lim()).is_err());
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(err("width=-3"), r#"width: "-3" is not a positive integer"#);
+        assert_eq!(err("w=0"), r#"w: "0" is not a positive integer"#);
+        assert_eq!(err("w="), r#"w: "" is not a positive integer"#);
+        assert_eq!(err("w=1.5"), r#"w: "1.5" is not a positive integer"#);
+        assert_eq!(err("w=99999999999"), r#"w: "99999999999" is too large"#);
+        assert_eq!(
+            err("format=tiff"),
+            r#"format: "tiff" is not one of auto, avif, webp, jpeg, png"#
+        );
+        assert_eq!(err("width=5000"), "width: 5000 is above the maximum 4096");
+        assert_eq!(
+            err("width=3000&dpr=2"),
+            "width: 3000 at dpr 2 is 6000, above the maximum 4096"
+        );
+        assert!(err("dpr=5").starts_with("dpr: \"5\""));
+        assert!(err("dpr=NaN").starts_with("dpr:"));
+        assert!(err("q=0").starts_with("q: \"0\""));
+        assert!(err("quality=101").starts_with("quality:"));
+        assert!(err("fit=stretch").starts_with("fit:"));
+        assert!(err("gravity=north").starts_with("gravity:"));
+        assert!(err("background=%23ggg").starts_with("background: \"#ggg\""));
+        assert!(
+            err("w=%0A").contains("\\n"),
+            "control characters are escaped"
+        );
+        let e = err("w=4000&h=4000&dpr=1.5");
+        assert!(e.starts_with("width:"), "{e}");
+        for q in ["w=-3", "format=tiff", "w=%0A%0Ax"] {
+            assert!(!err(q).contains('\n'));
+        }
+        let mut l = lim();
+        l.max_output_pixels = 1000;
+        assert!(parse_query(Some("w=100&h=100"), &l, &Presets::new()).is_err());
+        l.allowed_formats = vec![OutputFormat::Jpeg];
+        assert!(parse_query(Some("format=avif"), &l, &Presets::new())
+            .unwrap_err()
+            .to_string()
+            .starts_with("format:"));
+    }
+
+    #[test]
+    fn dpr() {
+        let s = spec("w=333&h=100&dpr=1.5");
+        assert_eq!(
+            (s.target_width(), s.target_height()),
+            (Some(500), Some(150))
+        );
+        assert_eq!(s.canonical(None), "w=500,h=150");
+        assert_eq!(
+            spec("dpr=2.0&w=10").canonical(None),
+            spec("dpr=2&w=10").canonical(None)
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! Image transforms applied to origin responses before they are cached: what the URL asks for
+//! (`plan`), whether an origin response can be transformed (`inspect`), the bounded CPU pool
+//! (`reserve`, `run`), and a short memory of sources that failed, so repeats are answered up
+//! front. The pixel work itself lives in `crate::image`, which knows nothing of the proxy.
+
+use crate::config::TransformSettings;
+use crate::image::{
+    self, negotiate_allowed, source_format_from_content_type, FormatChoice, Limits, Negotiated,
+    OutputFormat, Output, ParamError, Permit, PoolError, Presets, TransformError, TransformPool,
+    TransformSpec,
+};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most failed sources remembered at once (oldest dropped first).
+const MAX_FAILURES: usize = 10_000;
+
+/// What one request asks for.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub spec: TransformSpec,
+    pub negotiated: Negotiated,
+    /// Canonical transform for the cache key (fixed order, aliases resolved, presets expanded,
+    /// defaults dropped, the negotiated format only).
+    pub canonical: String,
+    /// Query forwarded to the origin: the non-transform parameters.
+    pub forward_query: Option<String>,
+    /// `format=auto`: the answer depends on `Accept`.
+    pub vary_accept: bool,
+}
+
+/// What to do with an origin response to a transform request.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Transform(OutputFormat),
+    /// Not something we transform (non-2xx, not an image type we decode): pass it untouched.
+    PassThrough,
+    /// Refused from the header alone (declared too large): answer 422 with this reason.
+    Refuse(String),
+}
+
+/// A transform that did not produce an image, with the status a repeat is answered with.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Image(#[from] TransformError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+impl Failure {
+    /// 422 for a source we cannot use (too big, bomb, corrupt, truncated, not an image);
+    /// 500 when our side failed (encoder, pool).
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::Image(TransformError::Encode(_)) | Failure::Pool(_) => 500,
+            Failure::Image(_) => 422,
+        }
+    }
+
+    /// Metric label: too_big | bomb | bad_data | encode | pool.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Image(e) => e.reason(),
+            Failure::Pool(_) => "pool",
+        }
+    }
+}
+
+struct Remembered {
+    status: u16,
+    reason: String,
+    until: Instant,
+}
+
+pub struct Transformer {
+    limits: Arc<Limits>,
+    presets: Presets,
+    pool: TransformPool,
+    /// Output formats `format=auto` may choose.
+    auto_formats: Vec<OutputFormat>,
+    failure_ttl: Duration,
+    failures: Mutex<HashMap<String, Remembered>>,
+}
+
+impl Transformer {
+    pub fn new(s: &TransformSettings) -> Self {
+        let all = [
+            OutputFormat::Avif,
+            OutputFormat::Webp,
+            OutputFormat::Jpeg,
+            OutputFormat::Png,
+        ];
+        let auto_formats = all
+            .into_iter()
+            .filter(|f| s.limits.allows(*f) && (s.auto_avif || *f != OutputFormat::Avif))
+            .collect();
+        Transformer {
+            limits: Arc::new(s.limits.clone()),
+            presets: s.presets.clone(),
+            pool: TransformPool::new(s.workers, s.queue),
+            auto_formats,
+            failure_ttl: s.failure_ttl,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Parses the query; `Ok(None)` when it has no transform parameter (pass-through).
+    pub fn plan(
+        &self,
+        query: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<Option<Planned>, ParamError> {
+        let parsed = image::parse_query(query, &self.limits, &self.presets)?;
+        let Some(spec) = parsed.transform else {
+            return Ok(None);
+        };
+        let negotiated = negotiate_allowed(spec.format, accept, &self.auto_formats);
+        Ok(Some(Planned {
+            canonical: spec.canonical(negotiated.format()),
+            vary_accept: spec.format == FormatChoice::Auto,
+            negotiated,
+            spec,
+            forward_query: parsed.forward_query,
+        }))
+    }
+
+    /// Decides from the origin's response header alone.
+    pub fn inspect(
+        &self,
+        planned: &Planned,
+        status: u16,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        content_length: Option<u64>,
+    ) -> Verdict {
+        if !(status == 200 || status == 203) {
+            return Verdict::PassThrough;
+        }
+        if content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
+            return Verdict::PassThrough;
+        }
+        let Some(source) = content_type.and_then(source_format_from_content_type) else {
+            return Verdict::PassThrough;
+        };
+        if let Some(len) = content_length {
+            if len > self.limits.max_source_bytes {
+                return Verdict::Refuse(
+                    TransformError::TooLarge {
+                        bytes: len,
+                        max: self.limits.max_source_bytes,
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        let mut out = planned.negotiated.resolve(source);
+        if !self.limits.allows(out) {
+            // "Same as source" but that format is not allowed: the first allowed one.
+            out = self
+                .limits
+                .allowed_formats
+                .first()
+                .copied()
+                .unwrap_or(out);
+        }
+        Verdict::Transform(out)
+    }
+
+    pub fn max_source_bytes(&self) -> u64 {
+        self.limits.max_source_bytes
+    }
+
+    /// A pool slot, or `None` when workers and queue are all taken (answer 503).
+    pub fn reserve(&self) -> Option<Permit> {
+        self.pool.try_reserve()
+    }
+
+    /// Runs the transform on the pool and waits for it. Called from a synchronous body filter:
+    /// `block_in_place` lets the runtime move this worker's other tasks elsewhere meanwhile.
+    pub fn run(
+        &self,
+        permit: Permit,
+        source: Vec<u8>,
+        spec: &TransformSpec,
+        out: OutputFormat,
+    ) -> Result<Output, Failure> {
+        let limits = Arc::clone(&self.limits);
+        let spec = spec.clone();
+        let job = move || image::transform(&source, &spec, Negotiated::Format(out), &limits);
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if multi_thread {
+            tokio::task::block_in_place(|| self.pool.run_blocking(permit, job))
+        } else {
+            self.pool.run_blocking(permit, job)
+        };
+        Ok(result??)
+    }
+
+    pub fn remember_failure(&self, source_key: &str, status: u16, reason: &str) {
+        let mut f = self.failures.lock();
+        let now = Instant::now();
+        if f.len() >= MAX_FAILURES {
+            f.retain(|_, r| r.until > now);
+            if f.len() >= MAX_FAILURES {
+                f.clear();
+            }
+        }
+        f.insert(
+            source_key.to_string(),
+            Remembered {
+                status,
+                reason: reason.to_string(),
+                until: now + self.failure_ttl,
+            },
+        );
+    }
+
+    /// A failure of this source seen within `failure_ttl`: `(status, reason)`.
+    pub fn recent_failure(&self, source_key: &str) -> Option<(u16, String)> {
+        let mut f = self.failures.lock();
+        match f.get(source_key) {
+            Some(r) if r.until > Instant::now() => Some((r.status, r.reason.clone())),
+            Some(_) => {
+                f.remove(source_key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.pool.queue_depth()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pool.in_flight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{defaults, TransformSettings};
+
+    fn t() -> Transformer {
+        Transformer::new(&TransformSettings {
+            limits: Limits {
+                max_source_bytes: 1000,
+                ..Limits::default()
+            },
+            presets: Presets::new(),
+            workers: 1,
+            queue: 1,
+            auto_avif: false,
+            failure_ttl: defaults::TRANSFORM_FAILURE_TTL,
+        })
+    }
+
+    #[test]
+    fn plan_and_canonical() {
+        let t = t();
+        assert!(t.plan(Some("a=1"), None).unwrap().is_none());
+        let a = t.plan(Some("w=400&a=1"), None).unwrap().unwrap();
+        let b = t.plan(Some("a=1&width=400"), None).unwrap().unwrap();
+        assert_eq!(a.canonical, b.canonical);
+        assert_eq!(a.forward_query.as_deref(), Some("a=1"));
+        assert!(t.plan(Some("width=-3"), None).is_err());
+        // auto_avif off: AVIF is never chosen by auto.
+        let p = t.plan(Some("w=10&format=auto"), Some("image/avif,image/webp")).unwrap().unwrap();
+        assert_eq!(p.negotiated, Negotiated::Format(OutputFormat::Webp));
+        assert!(p.vary_accept);
+    }
+
+    #[test]
+    fn inspect_decides_from_the_header() {
+        let t = t();
+        let p = t.plan(Some("w=10"), None).unwrap().unwrap();
+        let jpeg = Some("image/jpeg");
+        assert_eq!(t.inspect(&p, 200, jpeg, None, Some(10)), Verdict::Transform(OutputFormat::Jpeg));
+        assert_eq!(t.inspect(&p, 404, jpeg, None, None), Verdict::PassThrough);
+        assert_eq!(t.inspect(&p, 200, Some("text/html"), None, None), Verdict::PassThrough);
+        assert_eq!(t.inspect(&p, 200, jpeg, Some("gzip"), None), Verdict::PassThrough);
+        assert!(matches!(t.inspect(&p, 200, jpeg, None, Some(5000)), Verdict::Refuse(_)));
+    }
+
+    #[test]
+    fn failures_are_remembered_briefly() {
+        let t = t();
+        assert!(t.recent_failure("k").is_none());
+        t.remember_failure("k", 422, "corrupt");
+        assert_eq!(t.recent_failure("k"), Some((422, "corrupt".to_string())));
+    }
+}
