@@ -1,10 +1,10 @@
 //! imgedge: an image edge proxy on Pingora. `main.rs` wires these modules together.
 
 pub mod admin;
-pub mod image;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod image;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

@@ -161,9 +161,14 @@ fn sync_counter(c: &IntCounter, total: u64) {
 }
 
 /// Refreshes mirrored gauges and renders the text exposition format.
-pub fn render(pools: &[Pool], storage: &MemoryStorage, transformer: &Transformer) -> (String, Vec<u8>) {
+pub fn render(
+    pools: &[Pool],
+    storage: &MemoryStorage,
+    transformer: &Transformer,
+) -> (String, Vec<u8>) {
     let m = &*METRICS;
-    m.transform_queue_depth.set(transformer.queue_depth() as i64);
+    m.transform_queue_depth
+        .set(transformer.queue_depth() as i64);
     m.transform_in_flight.set(transformer.in_flight() as i64);
     for pool in pools {
         for (peer, healthy) in pool.health() {

@@ -21,8 +21,8 @@
 //! ```
 
 use crate::cache::{self, Cache};
-use crate::metrics::{status_class, METRICS};
 use crate::image::{OutputFormat, Permit};
+use crate::metrics::{status_class, METRICS};
 use crate::routes::{self, Router};
 use crate::transform::{Planned, Transformer, Verdict};
 use crate::upstream::Pool;
@@ -72,6 +72,8 @@ pub struct Ctx {
     transforming: Option<Transforming>,
     /// The 422 body replacing an origin body refused from its header.
     refusal: Option<Bytes>,
+    /// Why the transform of this response failed (the error answer's body).
+    failure: Option<String>,
 }
 
 struct Transforming {
@@ -163,7 +165,11 @@ fn set_transformed_headers(
         resp.remove_header(&h);
     }
     if vary_accept {
-        let vary = match resp.headers.get(http::header::VARY).and_then(|v| v.to_str().ok()) {
+        let vary = match resp
+            .headers
+            .get(http::header::VARY)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(v) if !v.to_ascii_lowercase().contains("accept") => format!("{v}, Accept"),
             Some(v) => v.to_string(),
             None => "Accept".to_string(),
@@ -263,7 +269,10 @@ impl ProxyHttp for ImgEdge {
         }
         let t = &self.state.transformer;
         if let Some((status, reason)) = t.recent_failure(&ctx.source_key) {
-            METRICS.transforms_refused.with_label_values(&["remembered"]).inc();
+            METRICS
+                .transforms_refused
+                .with_label_values(&["remembered"])
+                .inc();
             respond_text(session, status, &reason).await?;
             return Ok(false);
         }
@@ -273,7 +282,10 @@ impl ProxyHttp for ImgEdge {
                 Ok(true)
             }
             None => {
-                METRICS.transforms_refused.with_label_values(&["queue_full"]).inc();
+                METRICS
+                    .transforms_refused
+                    .with_label_values(&["queue_full"])
+                    .inc();
                 respond_busy(session).await?;
                 Ok(false)
             }
@@ -368,16 +380,29 @@ impl ProxyHttp for ImgEdge {
                 Verdict::PassThrough => {}
                 Verdict::Transform(out) => {
                     set_transformed_headers(upstream_response, out, planned.vary_accept)?;
-                    ctx.transforming = Some(Transforming { out, source: Vec::new() });
+                    ctx.transforming = Some(Transforming {
+                        out,
+                        source: Vec::new(),
+                    });
                 }
                 Verdict::Refuse(reason) => {
-                    log::warn!("transform refused for {}: {reason}", session.req_header().uri);
-                    METRICS.transforms_refused.with_label_values(&["too_big"]).inc();
-                    self.state.transformer.remember_failure(&ctx.source_key, 422, &reason);
+                    log::warn!(
+                        "transform refused for {}: {reason}",
+                        session.req_header().uri
+                    );
+                    METRICS
+                        .transforms_refused
+                        .with_label_values(&["too_big"])
+                        .inc();
+                    self.state
+                        .transformer
+                        .remember_failure(&ctx.source_key, 422, &reason);
                     let body = Bytes::from(format!("{reason}\n"));
                     *upstream_response = ResponseHeader::build(422, Some(4))?;
-                    upstream_response.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-                    upstream_response.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+                    upstream_response
+                        .insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+                    upstream_response
+                        .insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
                     upstream_response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
                     ctx.refusal = Some(body);
                 }
@@ -458,6 +483,7 @@ impl ProxyHttp for ImgEdge {
                 self.state
                     .transformer
                     .remember_failure(&ctx.source_key, failure.status(), &reason);
+                ctx.failure = Some(reason.clone());
                 Error::e_explain(ErrorType::HTTPStatus(failure.status()), reason)
             }
         }
@@ -529,6 +555,8 @@ impl ProxyHttp for ImgEdge {
         if code > 0 {
             let pool = self.pool(ctx).map_or("-", |p| p.name.as_str());
             let reason = match code {
+                // A failed transform carries its one-line reason.
+                _ if ctx.failure.is_some() => ctx.failure.take().unwrap_or_default(),
                 502 => format!(
                     "bad gateway: upstream {pool} failed ({})",
                     e.etype().as_str()

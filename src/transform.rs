@@ -6,7 +6,7 @@
 use crate::config::TransformSettings;
 use crate::image::{
     self, negotiate_allowed, source_format_from_content_type, FormatChoice, Limits, Negotiated,
-    OutputFormat, Output, ParamError, Permit, PoolError, Presets, TransformError, TransformPool,
+    Output, OutputFormat, ParamError, Permit, PoolError, Presets, TransformError, TransformPool,
     TransformSpec,
 };
 use parking_lot::Mutex;
@@ -118,8 +118,13 @@ impl Transformer {
             return Ok(None);
         };
         let negotiated = negotiate_allowed(spec.format, accept, &self.auto_formats);
+        let mut canonical = spec.canonical(negotiated.format());
+        if spec.format == FormatChoice::Auto {
+            // Same bytes as the fixed format, but stored with `Vary: Accept`: its own entry.
+            canonical.push_str(",auto");
+        }
         Ok(Some(Planned {
-            canonical: spec.canonical(negotiated.format()),
+            canonical,
             vary_accept: spec.format == FormatChoice::Auto,
             negotiated,
             spec,
@@ -159,12 +164,7 @@ impl Transformer {
         let mut out = planned.negotiated.resolve(source);
         if !self.limits.allows(out) {
             // "Same as source" but that format is not allowed: the first allowed one.
-            out = self
-                .limits
-                .allowed_formats
-                .first()
-                .copied()
-                .unwrap_or(out);
+            out = self.limits.allowed_formats.first().copied().unwrap_or(out);
         }
         Verdict::Transform(out)
     }
@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(a.forward_query.as_deref(), Some("a=1"));
         assert!(t.plan(Some("width=-3"), None).is_err());
         // auto_avif off: AVIF is never chosen by auto.
-        let p = t.plan(Some("w=10&format=auto"), Some("image/avif,image/webp")).unwrap().unwrap();
+        let p = t
+            .plan(Some("w=10&format=auto"), Some("image/avif,image/webp"))
+            .unwrap()
+            .unwrap();
         assert_eq!(p.negotiated, Negotiated::Format(OutputFormat::Webp));
         assert!(p.vary_accept);
     }
@@ -280,11 +283,23 @@ mod tests {
         let t = t();
         let p = t.plan(Some("w=10"), None).unwrap().unwrap();
         let jpeg = Some("image/jpeg");
-        assert_eq!(t.inspect(&p, 200, jpeg, None, Some(10)), Verdict::Transform(OutputFormat::Jpeg));
+        assert_eq!(
+            t.inspect(&p, 200, jpeg, None, Some(10)),
+            Verdict::Transform(OutputFormat::Jpeg)
+        );
         assert_eq!(t.inspect(&p, 404, jpeg, None, None), Verdict::PassThrough);
-        assert_eq!(t.inspect(&p, 200, Some("text/html"), None, None), Verdict::PassThrough);
-        assert_eq!(t.inspect(&p, 200, jpeg, Some("gzip"), None), Verdict::PassThrough);
-        assert!(matches!(t.inspect(&p, 200, jpeg, None, Some(5000)), Verdict::Refuse(_)));
+        assert_eq!(
+            t.inspect(&p, 200, Some("text/html"), None, None),
+            Verdict::PassThrough
+        );
+        assert_eq!(
+            t.inspect(&p, 200, jpeg, Some("gzip"), None),
+            Verdict::PassThrough
+        );
+        assert!(matches!(
+            t.inspect(&p, 200, jpeg, None, Some(5000)),
+            Verdict::Refuse(_)
+        ));
     }
 
     #[test]

@@ -612,10 +612,30 @@ fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
         }
         v
     };
-    let max_width = positive(t.max_width.map(u64::from), defaults::TRANSFORM_MAX_WIDTH.into(), "max_width", errs);
-    let max_height = positive(t.max_height.map(u64::from), defaults::TRANSFORM_MAX_HEIGHT.into(), "max_height", errs);
-    let max_output_pixels = positive(t.max_output_pixels, defaults::TRANSFORM_MAX_OUTPUT_PIXELS, "max_output_pixels", errs);
-    let max_source_pixels = positive(t.max_source_pixels, defaults::TRANSFORM_MAX_SOURCE_PIXELS, "max_source_pixels", errs);
+    let max_width = positive(
+        t.max_width.map(u64::from),
+        defaults::TRANSFORM_MAX_WIDTH.into(),
+        "max_width",
+        errs,
+    );
+    let max_height = positive(
+        t.max_height.map(u64::from),
+        defaults::TRANSFORM_MAX_HEIGHT.into(),
+        "max_height",
+        errs,
+    );
+    let max_output_pixels = positive(
+        t.max_output_pixels,
+        defaults::TRANSFORM_MAX_OUTPUT_PIXELS,
+        "max_output_pixels",
+        errs,
+    );
+    let max_source_pixels = positive(
+        t.max_source_pixels,
+        defaults::TRANSFORM_MAX_SOURCE_PIXELS,
+        "max_source_pixels",
+        errs,
+    );
     let max_source_bytes = size(
         t.max_source_bytes,
         defaults::TRANSFORM_MAX_SOURCE_BYTES,
@@ -628,11 +648,17 @@ fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
     }
     let quality = t.quality.unwrap_or(defaults::TRANSFORM_QUALITY);
     if !(1..=100).contains(&quality) {
-        errs.add("transform.quality", format!("{quality} is not within 1-100"));
+        errs.add(
+            "transform.quality",
+            format!("{quality} is not within 1-100"),
+        );
     }
     let avif_speed = t.avif_speed.unwrap_or(defaults::TRANSFORM_AVIF_SPEED);
     if !(1..=10).contains(&avif_speed) {
-        errs.add("transform.avif_speed", format!("{avif_speed} is not within 1 (slow) - 10 (fast)"));
+        errs.add(
+            "transform.avif_speed",
+            format!("{avif_speed} is not within 1 (slow) - 10 (fast)"),
+        );
     }
     let mut allowed_formats = Vec::new();
     for (i, f) in t.formats.unwrap_or_default().iter().enumerate() {

@@ -385,3 +385,29 @@ pub fn raw_get(port: u16, target: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// Like [`get_with`], but a transport error (e.g. an aborted body) is returned, not a panic.
+pub fn try_get_with(url: &str, headers: &[(&str, &str)]) -> Result<Resp, String> {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
