@@ -15,7 +15,7 @@ bin=${IMGEDGE_BIN:-target/release/imgedge}
 bash "$shared/bench/nginx-baseline.sh" start "$shared/corpus" >/dev/null
 work=$(mktemp -d)
 cat > "$work/imgedge.yaml" <<CONF
-server: {threads: 2, pid_file: $work/pid, upgrade_sock: $work/upgrade.sock}
+server: {threads: ${THREADS:-2}, work_stealing: ${WS:-true}, pid_file: $work/pid, upgrade_sock: $work/upgrade.sock}
 listen: ["127.0.0.1:18090"]
 admin: {listen: "127.0.0.1:18091"}
 upstreams:
