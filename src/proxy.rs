@@ -379,10 +379,14 @@ impl ProxyHttp for ImgEdge {
             match verdict {
                 Verdict::PassThrough => {}
                 Verdict::Transform(out) => {
+                    // Room for the whole declared body up front (inspect checked the limit).
+                    let declared = text(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
                     set_transformed_headers(upstream_response, out, planned.vary_accept)?;
                     ctx.transforming = Some(Transforming {
                         out,
-                        source: Vec::new(),
+                        source: Vec::with_capacity(declared),
                     });
                 }
                 Verdict::Refuse(reason) => {
