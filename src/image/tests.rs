@@ -1,6 +1,5 @@
 //! End-to-end tests of `transform` on the fixtures in `<crate>/fixtures/` (or `tests/fixtures/`).
 
-
 use super::decode::Pixels;
 use super::resize::{resize, Rect};
 use super::transform::jpeg_scale_denominator;
