@@ -181,6 +181,11 @@ fn aliases_share_one_cache_entry() {
     assert_eq!((a.cache(), b.cache(), c.cache()), ("MISS", "HIT", "HIT"));
     assert_eq!(a.body, b.body);
     assert_eq!(origin.hits("/meadow_640.jpg"), 1);
+    // The miss was sent chunked; the hit knows its length.
+    assert_eq!(
+        b.header("content-length"),
+        Some(b.body.len().to_string().as_str())
+    );
     // No transform parameter: the original, untouched.
     let r = get(&edge.url("/meadow_640.jpg"));
     assert_eq!(r.body, fixture("meadow_640.jpg"));

@@ -235,15 +235,25 @@ impl HandleMiss for Miss {
             );
         }
         let body = self.body.freeze();
-        let size = body.len() + self.meta.0.len() + self.meta.1.len() + ENTRY_OVERHEAD;
-        let entry = Entry {
-            meta: self.meta,
-            body,
-            size,
-        };
+        let meta = with_content_length(self.meta, body.len())?;
+        let size = body.len() + meta.0.len() + meta.1.len() + ENTRY_OVERHEAD;
+        let entry = Entry { meta, body, size };
         self.storage.insert(self.key, entry);
         Ok(MissFinishType::Created(size))
     }
+}
+
+/// A body that arrived chunked (a transformed image) is stored with its length, so hits carry
+/// `Content-Length` (and can serve ranges).
+fn with_content_length(meta: (Vec<u8>, Vec<u8>), len: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut m = CacheMeta::deserialize(&meta.0, &meta.1)?;
+    let h = m.response_header_mut();
+    if h.headers.contains_key(http::header::CONTENT_LENGTH) {
+        return Ok(meta);
+    }
+    h.remove_header(&http::header::TRANSFER_ENCODING);
+    h.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    m.serialize()
 }
 
 fn key_of(key: &impl CacheHashKey) -> HashBinary {
@@ -433,6 +443,20 @@ mod tests {
             .unwrap();
         assert!(m.finish().await.is_err());
         assert!(get(s, "big").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn hits_carry_the_stored_length() {
+        let s = leak(MemoryStorage::new(1 << 20, 1 << 20));
+        put(s, "cl", b"12345").await;
+        let k = CacheKey::new("cl", "");
+        let (meta, _) = s
+            .lookup(&k, &pingora_cache::trace::Span::inactive().handle())
+            .await
+            .unwrap()
+            .unwrap();
+        let cl = meta.headers().get(http::header::CONTENT_LENGTH).unwrap();
+        assert_eq!(cl.to_str().unwrap(), "5");
     }
 
     #[tokio::test]
