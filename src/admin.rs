@@ -58,6 +58,39 @@ impl ServeHttp for Admin {
                 let (status, body) = self.healthz();
                 reply(status, "text/plain; charset=utf-8", body.into_bytes())
             }
+            "/quota" => {
+                let key = req
+                    .uri
+                    .query()
+                    .unwrap_or("")
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("key="))
+                    .map(|k| {
+                        percent_encoding::percent_decode_str(k)
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    });
+                let Some(key) = key.filter(|k| !k.is_empty()) else {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain; charset=utf-8",
+                        b"missing ?key= (a client IP, an org, an API key or a header value)\n"
+                            .to_vec(),
+                    );
+                };
+                let reports = self.state.limiter.quota(&key).await;
+                let items: Vec<serde_json::Value> = reports
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "policy": r.name, "key": r.key, "rate": r.rate, "limit": r.limit,
+                            "remaining": r.remaining, "reset_seconds": r.reset_secs,
+                        })
+                    })
+                    .collect();
+                let body = serde_json::json!({ "key": key, "limits": items }).to_string();
+                reply(StatusCode::OK, "application/json", body.into_bytes())
+            }
             "/metrics" => {
                 let (ct, body) = metrics::render(
                     &self.state.pools,
@@ -69,7 +102,7 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                b"not found (try /healthz or /metrics)\n".to_vec(),
+                b"not found (try /healthz, /metrics or /quota?key=...)\n".to_vec(),
             ),
         }
     }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod image;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

@@ -3,11 +3,14 @@
 //! ```text
 //! request_filter ........ route the request (404 when none matches); parse the transform
 //!                         query, 400 with a reason when invalid           (transform::plan)
+//!                         identify the client (401 on a bad key/token) and apply the rate
+//!                         limits: 429 + Retry-After                       (limits::Limiter)
 //! request_cache_filter .. cache on for GET on routes with `cache: true`
 //! cache_key_callback .... host + path + normalized query + canonical transform  (cache::key)
 //!    HIT/STALE ────────────────────────────────────────────────────────┐
 //!    MISS (one request per key: cache lock)                            │
-//! proxy_upstream_filter . a source that just failed: answer its error; │
+//! proxy_upstream_filter . limits on misses (429); a source that just   │
+//!                         failed: answer its error;                    │
 //!                         reserve a transform slot, 503 when full      │
 //! upstream_peer ......... pick a healthy peer, skip failed ones (upstream::Pool::select)
 //! fail_to_connect ....... retry on another peer (upstream retries)
@@ -16,12 +19,13 @@
 //! upstream_response_body_filter buffer the source; at end of stream transform it on the
 //!                         pool; what it leaves in the body is what is cached (transform::run)
 //! response_cache_filter . Cache-Control / Expires / default TTL         (cache::Cache)
-//! response_filter ....... X-Cache-Status  <────────────────────────────┘
+//! response_filter ....... X-Cache-Status, RateLimit headers  <─────────┘
 //! logging ............... metrics + one access-log line
 //! ```
 
 use crate::cache::{self, Cache};
 use crate::image::{OutputFormat, Permit};
+use crate::limits::{Decision, Identity, InflightGuard, Limiter, Stage};
 use crate::metrics::{status_class, METRICS};
 use crate::routes::{self, Router};
 use crate::transform::{Planned, Transformer, Verdict};
@@ -43,6 +47,7 @@ pub struct State {
     pub pools: Vec<Pool>,
     pub cache: Cache,
     pub transformer: Transformer,
+    pub limiter: Limiter,
     pub access_log: bool,
 }
 
@@ -74,6 +79,12 @@ pub struct Ctx {
     refusal: Option<Bytes>,
     /// Why the transform of this response failed (the error answer's body).
     failure: Option<String>,
+    /// Who the client is, for the rate limits.
+    identity: Option<Identity>,
+    /// Held until the response ends (per-key concurrency caps).
+    _inflight: Option<InflightGuard>,
+    /// RateLimit-Policy / RateLimit headers for the response.
+    limit_headers: Vec<(String, String)>,
 }
 
 struct Transforming {
@@ -102,11 +113,24 @@ fn request_host(req: &RequestHeader) -> String {
 
 /// Writes a short plain-text answer (a one-line reason) and ends the request.
 pub async fn respond_text(session: &mut Session, status: u16, body: &str) -> Result<()> {
+    respond_with(session, status, body, &[]).await
+}
+
+/// Like [`respond_text`], with extra headers.
+pub async fn respond_with(
+    session: &mut Session,
+    status: u16,
+    body: &str,
+    headers: &[(String, String)],
+) -> Result<()> {
     let body = Bytes::from(format!("{body}\n"));
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header("X-Cache-Status", "BYPASS")?;
+    for (k, v) in headers {
+        resp.insert_header(k.clone(), v.as_str())?;
+    }
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
@@ -184,6 +208,70 @@ impl ImgEdge {
         let route = self.state.router.get(ctx.route?);
         self.state.pools.get(route.upstream)
     }
+
+    /// Identifies the client (once) and checks the limits of this stage. `Ok(true)`: a 401,
+    /// 429 or 503 was sent and the request ends here.
+    async fn apply_limits(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        stage: Stage,
+    ) -> Result<bool> {
+        let limiter = &self.state.limiter;
+        if !limiter.is_enabled() {
+            return Ok(false);
+        }
+        if ctx.identity.is_none() {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip())
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            match limiter.identify(&session.req_header().headers, peer) {
+                Ok(id) => ctx.identity = Some(id),
+                Err(e) => {
+                    respond_text(session, e.status(), &format!("unauthorized: {e}")).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        let Some(id) = ctx.identity.as_ref() else {
+            return Ok(false);
+        };
+        match limiter.check(id, stage).await {
+            Decision::Allow { headers, guard } => {
+                if !headers.is_empty() {
+                    ctx.limit_headers = headers;
+                }
+                if guard.is_some() {
+                    ctx._inflight = guard;
+                }
+                Ok(false)
+            }
+            Decision::Deny {
+                policy,
+                retry_after_secs,
+                headers,
+            } => {
+                let body = format!(
+                    "too many requests: rate limit {policy:?} exceeded, retry in {retry_after_secs}s"
+                );
+                respond_with(session, 429, &body, &headers).await?;
+                Ok(true)
+            }
+            Decision::Unavailable { reason } => {
+                let headers = [("Retry-After".to_string(), "1".to_string())];
+                respond_with(
+                    session,
+                    503,
+                    &format!("service unavailable: {reason}"),
+                    &headers,
+                )
+                .await?;
+                Ok(true)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -235,7 +323,14 @@ impl ProxyHttp for ImgEdge {
             ctx.source_key = format!("{host}\n{path}\n{}", query.unwrap_or(""));
         }
         ctx.planned = planned;
-        Ok(false)
+        self.apply_limits(
+            session,
+            ctx,
+            Stage::Request {
+                transform: ctx.planned.is_some(),
+            },
+        )
+        .await
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -264,6 +359,9 @@ impl ProxyHttp for ImgEdge {
     }
 
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.apply_limits(session, ctx, Stage::Miss).await? {
+            return Ok(false);
+        }
         if ctx.planned.is_none() || session.req_header().method == http::Method::HEAD {
             return Ok(true);
         }
@@ -549,6 +647,9 @@ impl ProxyHttp for ImgEdge {
             }
         };
         upstream_response.insert_header("X-Cache-Status", label)?;
+        for (k, v) in ctx.limit_headers.drain(..) {
+            upstream_response.insert_header(k, v)?;
+        }
         Ok(())
     }
 

@@ -53,6 +53,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         pools: built.pools,
         cache: Cache::new(&config.cache),
         transformer: Transformer::new(&config.transform),
+        limiter: crate::limits::Limiter::new(&config.limits),
         access_log: config.log.access,
     }));
 

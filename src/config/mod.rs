@@ -23,6 +23,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub cache: CacheSettings,
     pub transform: TransformSettings,
+    /// Rate limits (validated by `crate::limits::validate`).
+    pub limits: crate::limits::LimitSettings,
     pub log: LogSettings,
 }
 

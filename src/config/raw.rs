@@ -135,6 +135,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "cache",
     "transform",
+    "limits",
     "log",
 ];
 
@@ -147,5 +148,6 @@ pub struct RawConfig {
     pub routes: Vec<Option<RawRoute>>,
     pub cache: RawCache,
     pub transform: RawTransform,
+    pub limits: crate::limits::RawLimits,
     pub log: RawLog,
 }

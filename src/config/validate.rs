@@ -145,6 +145,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         admin: section(map.get("admin"), "admin", errs),
         cache: section(map.get("cache"), "cache", errs),
         transform: section(map.get("transform"), "transform", errs),
+        limits: section(map.get("limits"), "limits", errs),
         log: section(map.get("log"), "log", errs),
         ..Default::default()
     };
@@ -285,6 +286,11 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
 
     let cache = validate_cache(raw.cache, errs);
     let transform = validate_transform(raw.transform, errs);
+    let mut limit_errs = Vec::new();
+    let limits = crate::limits::validate(raw.limits, &mut limit_errs);
+    for (path, msg) in limit_errs {
+        errs.add(path, msg);
+    }
     let level = raw.log.level.unwrap_or_else(|| "info".to_string());
     if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
         errs.add(
@@ -302,6 +308,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
         routes,
         cache,
         transform,
+        limits,
         log: LogSettings {
             access: raw.log.access.unwrap_or(true),
             level,

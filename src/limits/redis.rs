@@ -1,0 +1,275 @@
+//! Shared GCRA state in Redis: one EVALSHA round trip per decision, checking
+//! every bucket of the request atomically and committing only if all admit.
+//!
+//! Cluster note: each bucket has its own hash tag `{imgedge:<policy>:<key>}`
+//! (an org bucket must be shared by all of the org's keys, so one tag per
+//! request identity would not work). A multi-key script therefore needs a
+//! single Redis primary (standalone or Sentinel-managed), which is also all
+//! that redis-rs' `ConnectionManager` speaks. On Redis Cluster the script
+//! would fail with CROSSSLOT; supporting it means one script per bucket
+//! (losing the all-or-nothing commit).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::Digest;
+use tokio::sync::watch;
+
+use super::config::defaults;
+use super::gcra::{Clock, Gcra, Verdict};
+use super::metrics;
+
+/// KEYS[i]: bucket keys. ARGV[1]: "1" to commit, "0" to only look.
+/// ARGV[2i], ARGV[2i+1]: emission interval and tolerance (burst * T) of
+/// bucket i, in microseconds. Time comes from the Redis server (`TIME`), so
+/// proxy nodes' clocks do not matter. Returns
+/// [all_admitted, then per bucket: admitted, tat_after - now, tat_now - now].
+const SCRIPT: &str = r#"
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local commit = ARGV[1] == '1'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {1}
+local new = {}
+for i = 1, #KEYS do
+  local em = tonumber(ARGV[2 * i])
+  local tol = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '') or now
+  if tat < now then tat = now end
+  local nt = tat + em
+  local ok = 1
+  if nt - now > tol then ok = 0; out[1] = 0 end
+  new[i] = nt
+  out[#out + 1] = ok
+  out[#out + 1] = nt - now
+  out[#out + 1] = tat - now
+end
+if commit and out[1] == 1 then
+  for i = 1, #KEYS do
+    -- %d: plain tostring() would round a 16-digit microsecond count
+    redis.call('SET', KEYS[i], string.format('%d', new[i]), 'PX',
+      math.floor((new[i] - now) / 1000) + 1)
+  end
+end
+return out
+"#;
+
+/// A bucket as Redis sees it.
+pub struct RedisBucket {
+    pub key: String,
+    pub gcra: Gcra,
+}
+
+/// Per-bucket result: the verdict for this request and the state before it.
+pub struct RedisVerdict {
+    pub verdict: Verdict,
+    pub current: Verdict,
+}
+
+/// Redis key for a bucket. User-controlled parts that are long or could
+/// break the hash tag are replaced by a hash.
+pub fn bucket_key(name: &str, key: &str) -> String {
+    let safe = key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+    if safe {
+        format!("{{imgedge:{name}:{key}}}")
+    } else {
+        let h = sha2::Sha256::digest(key.as_bytes());
+        format!("{{imgedge:{name}:#{}}}", hex::encode(&h[..16]))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Other(&'static str),
+}
+
+pub struct RedisBackend {
+    client: redis::Client,
+    script: redis::Script,
+    timeout: Duration,
+    conn_tx: Arc<watch::Sender<Option<ConnectionManager>>>,
+    connecting: Arc<AtomicBool>,
+    degraded: AtomicBool,
+    /// Clock time (ns) of the last attempt while degraded.
+    last_try_ns: AtomicU64,
+    clock: Arc<dyn Clock>,
+}
+
+impl RedisBackend {
+    /// Parses the URL only: no I/O until the first call.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RedisBackend, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        Ok(RedisBackend {
+            client,
+            script: redis::Script::new(SCRIPT),
+            timeout,
+            conn_tx: Arc::new(watch::channel(None).0),
+            connecting: Arc::new(AtomicBool::new(false)),
+            degraded: AtomicBool::new(false),
+            last_try_ns: AtomicU64::new(0),
+            clock,
+        })
+    }
+
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Connects in a spawned task, so a slow first connect is not cancelled
+    /// by a request's short timeout; the ConnectionManager then reconnects
+    /// by itself.
+    fn ensure_connecting(&self) {
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.connecting.store(false, Ordering::Release);
+            return;
+        };
+        let client = self.client.clone();
+        let tx = self.conn_tx.clone();
+        let connecting = self.connecting.clone();
+        let cfg = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(200)
+            .set_connection_timeout(Duration::from_secs(1));
+        rt.spawn(async move {
+            match ConnectionManager::new_with_config(client, cfg).await {
+                Ok(cm) => {
+                    tx.send_replace(Some(cm));
+                }
+                Err(e) => {
+                    log::debug!("limits: redis connect failed: {e}");
+                    // let a later request start another attempt
+                    connecting.store(false, Ordering::Release);
+                }
+            }
+        });
+    }
+
+    async fn call(&self, keys: &[RedisBucket], commit: bool) -> Result<Vec<i64>, CallError> {
+        let mut rx = self.conn_tx.subscribe();
+        let existing = rx.borrow().clone();
+        let mut conn = match existing {
+            Some(c) => c,
+            None => {
+                self.ensure_connecting();
+                let c = rx
+                    .wait_for(|c| c.is_some())
+                    .await
+                    .map_err(|_| CallError::Other("connection task gone"))?;
+                c.clone().ok_or(CallError::Other("not connected"))?
+            }
+        };
+        let mut inv = self.script.prepare_invoke();
+        inv.arg(if commit { "1" } else { "0" });
+        for b in keys {
+            let em_us = (b.gcra.emission_ns / 1000).max(1);
+            inv.key(&b.key)
+                .arg(em_us)
+                .arg(em_us.saturating_mul(b.gcra.burst));
+        }
+        Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    /// Evaluates `buckets` in Redis. `None` when Redis failed, timed out, or
+    /// is degraded and not due for another try: the caller falls back.
+    pub async fn eval(&self, buckets: &[RedisBucket], commit: bool) -> Option<Vec<RedisVerdict>> {
+        if self.degraded.load(Ordering::Acquire) {
+            // one probe per interval; everyone else falls back at once
+            let now = self.clock.now_ns();
+            let last = self.last_try_ns.load(Ordering::Acquire);
+            let due = now.saturating_sub(last) >= defaults::REDIS_RETRY_INTERVAL_MS * 1_000_000;
+            if !due
+                || self
+                    .last_try_ns
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                return None;
+            }
+        }
+        let start = Instant::now();
+        let res = match tokio::time::timeout(self.timeout, self.call(buckets, commit)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout),
+        };
+        match res {
+            Ok(v) => {
+                metrics::redis_duration(start.elapsed().as_secs_f64());
+                let out = decode(buckets, &v);
+                if out.is_some() && self.degraded.swap(false, Ordering::AcqRel) {
+                    log::info!("limits: redis backend recovered, shared limiting resumed");
+                    metrics::fallback(false);
+                }
+                if out.is_none() {
+                    log::debug!("limits: unexpected redis script reply {v:?}");
+                }
+                out
+            }
+            Err(e) => {
+                metrics::redis_error(matches!(e, CallError::Timeout));
+                self.last_try_ns
+                    .store(self.clock.now_ns(), Ordering::Release);
+                if !self.degraded.swap(true, Ordering::AcqRel) {
+                    log::warn!("limits: redis backend failed ({e}), using fallback");
+                    metrics::fallback(true);
+                }
+                None
+            }
+        }
+    }
+}
+
+fn decode(buckets: &[RedisBucket], v: &[i64]) -> Option<Vec<RedisVerdict>> {
+    if v.len() != 1 + 3 * buckets.len() {
+        return None;
+    }
+    let us = |x: i64| u64::try_from(x).unwrap_or(0).saturating_mul(1000);
+    Some(
+        buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (ok, after, before) = (v[1 + 3 * i], v[2 + 3 * i], v[3 + 3 * i]);
+                // recompute with the same integer math the local store uses
+                let g = scaled(b.gcra);
+                let current = g.verdict_at(us(before), 0);
+                let verdict = if ok == 1 {
+                    g.verdict_at(us(after), 0)
+                } else {
+                    Verdict {
+                        allowed: false,
+                        retry_ns: us(after).saturating_sub(g.tolerance_ns),
+                        ..current
+                    }
+                };
+                RedisVerdict { verdict, current }
+            })
+            .collect(),
+    )
+}
+
+/// The GCRA as Redis runs it (microsecond granularity), in nanoseconds.
+fn scaled(g: Gcra) -> Gcra {
+    let em = (g.emission_ns / 1000).max(1) * 1000;
+    Gcra {
+        emission_ns: em,
+        tolerance_ns: em.saturating_mul(g.burst),
+        burst: g.burst,
+    }
+}
