@@ -319,28 +319,7 @@ pub fn get(url: &str) -> Resp {
 }
 
 pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = agent().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .unwrap();
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    try_get_with(url, headers).unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
 /// Polls `f` until it returns Some, or panics after `secs`.
