@@ -49,7 +49,8 @@ fn over_the_rate_is_429_with_retry_after_then_admitted_again() {
         (r.status == 200).then_some(r)
     });
     assert_eq!(r.status, 200);
-    assert!(refused_at.elapsed() <= Duration::from_secs(retry) + Duration::from_millis(500));
+    // Admitted again once Retry-After has passed (generous slack for a loaded CI machine).
+    assert!(refused_at.elapsed() <= Duration::from_secs(retry + 2));
     // Refused requests never reached the origin (the first was a miss, then hits).
     assert_eq!(o.hits("/a.jpg"), 1);
     assert!(
