@@ -272,3 +272,35 @@ fn redis_outage_with_on_error_local_enforces_the_node_share() {
         "admitted {ok} with the local fallback"
     );
 }
+
+#[test]
+fn redis_cluster_backend_shares_limits() {
+    let cluster = RedisCluster::start();
+    let o = origin();
+    let limits = format!(
+        "  policies:\n    - {{name: per_client, key: \"header:X-Client\", rate: \"1/min\", burst: 5}}\n  backend: {{kind: redis, redis_url: \"redis://127.0.0.1:{}\", cluster: true, timeout_ms: 500, on_error: closed}}\n",
+        cluster.ports[0]
+    );
+    let a = edge_with(&o, &limits);
+    let b = edge_with(&o, &limits);
+    // Warm both nodes' cluster connections with another client's requests.
+    for e in [&a, &b] {
+        eventually(20, "the cluster connection", || {
+            (get_with(&e.url("/a.jpg"), &[("X-Client", "warm-up")]).status != 503).then_some(())
+        });
+    }
+    // One shared bucket across both nodes: exactly the burst passes.
+    let mut ok = 0;
+    for i in 0..10 {
+        let e = if i % 2 == 0 { &a } else { &b };
+        let r = get_with(&e.url("/a.jpg"), &[("X-Client", "c1")]);
+        assert!(
+            r.status == 200 || r.status == 429,
+            "{}: {}",
+            r.status,
+            r.text()
+        );
+        ok += usize::from(r.status == 200);
+    }
+    assert_eq!(ok, 5);
+}

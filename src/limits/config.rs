@@ -122,6 +122,8 @@ pub struct RawBackend {
     pub timeout_ms: Option<u64>,
     pub on_error: Option<String>,
     pub nodes: Option<u32>,
+    /// `redis_url` is a seed node of a Redis Cluster.
+    pub cluster: Option<bool>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -246,7 +248,7 @@ pub enum OnError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
     Local,
-    Redis { url: String },
+    Redis { url: String, cluster: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -571,7 +573,12 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
     match b.kind.as_deref().unwrap_or(defaults::BACKEND_KIND) {
         "local" => {}
         "redis" => match redis::Client::open(url.as_str()) {
-            Ok(_) => out.backend.kind = BackendKind::Redis { url },
+            Ok(_) => {
+                out.backend.kind = BackendKind::Redis {
+                    url,
+                    cluster: b.cluster.unwrap_or(false),
+                }
+            }
             Err(e) => push(
                 errs,
                 "limits.backend.redis_url".into(),

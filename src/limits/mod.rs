@@ -216,8 +216,8 @@ impl Limiter {
             .collect();
         let redis = match &settings.backend.kind {
             BackendKind::Local => None,
-            BackendKind::Redis { url } => {
-                match RedisBackend::new(url, settings.backend.timeout, clock.clone()) {
+            BackendKind::Redis { url, cluster } => {
+                match RedisBackend::new(url, *cluster, settings.backend.timeout, clock.clone()) {
                     Ok(r) => Some(r),
                     Err(e) => {
                         log::error!("limits: bad redis_url, using the local backend: {e}");
