@@ -304,3 +304,59 @@ fn redis_cluster_backend_shares_limits() {
     }
     assert_eq!(ok, 5);
 }
+
+#[test]
+fn rs256_tokens_are_verified_with_the_public_key() {
+    let o = origin();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl {args:?}");
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "priv.pem",
+    ]);
+    run(&["pkey", "-in", "priv.pem", "-pubout", "-out", "pub.pem"]);
+    let edge = edge_with(
+        &o,
+        &format!(
+            "  jwt:\n    rs256_public_key_file: \"{}\"\n    tier_claim: roles\n    org_claim: org\n  tiers:\n    free: {{rate: \"1/min\", burst: 1}}\n    pro: {{rate: \"100/s\", burst: 50}}\n",
+            dir.path().join("pub.pem").display()
+        ),
+    );
+    let private = std::fs::read(dir.path().join("priv.pem")).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"sub": "u", "roles": ["pro"], "org": "acme", "exp": now + 600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let url = edge.url("/a.jpg");
+    for _ in 0..5 {
+        let r = get_with(&url, &[("Authorization", &format!("Bearer {token}"))]);
+        assert_eq!(r.status, 200, "pro tier via RS256: {}", r.text());
+    }
+    // An HS256 token (signed with anything) is refused: the configured algorithm is RS256.
+    let hs = jwt(b"whatever", &["pro"], "acme", 600);
+    assert_eq!(
+        get_with(&url, &[("Authorization", &format!("Bearer {hs}"))]).status,
+        401
+    );
+}
