@@ -41,7 +41,7 @@ start redis 18096 "limits:
 $policy
   backend: {kind: redis, redis_url: \"redis://127.0.0.1:18379\", timeout_ms: 20, on_error: local}"
 curl -s -o /dev/null -D - "http://127.0.0.1:18096/$file" | grep -i '^ratelimit' || true
-echo "== local backend (A) vs no limits (B)"
-bash "$shared/bench/ab-wrk.sh" "http://127.0.0.1:18095/$file" "http://127.0.0.1:18094/$file" "$rounds"
+if [ -z "${ONLY_REDIS:-}" ]; then echo "== local backend (A) vs no limits (B)"
+bash "$shared/bench/ab-wrk.sh" "http://127.0.0.1:18095/$file" "http://127.0.0.1:18094/$file" "$rounds"; fi
 echo "== redis backend (A) vs no limits (B)"
 bash "$shared/bench/ab-wrk.sh" "http://127.0.0.1:18096/$file" "http://127.0.0.1:18094/$file" "$rounds"
