@@ -357,16 +357,14 @@ mod tests {
         CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, h)
     }
 
-    async fn put(s: &'static MemoryStorage, key: &str, body: &[u8]) {
+    async fn miss(s: &'static MemoryStorage, key: &str) -> MissHandler {
         let k = CacheKey::new(key, "");
-        let mut m = s
-            .get_miss_handler(
-                &k,
-                &meta(),
-                &pingora_cache::trace::Span::inactive().handle(),
-            )
-            .await
-            .unwrap();
+        let span = pingora_cache::trace::Span::inactive().handle();
+        s.get_miss_handler(&k, &meta(), &span).await.unwrap()
+    }
+
+    async fn put(s: &'static MemoryStorage, key: &str, body: &[u8]) {
+        let mut m = miss(s, key).await;
         m.write_body(Bytes::copy_from_slice(body), true)
             .await
             .unwrap();
@@ -393,15 +391,7 @@ mod tests {
     #[tokio::test]
     async fn abandoned_write_leaves_nothing() {
         let s = leak(MemoryStorage::new(1 << 20, 1 << 20));
-        let k = CacheKey::new("x", "");
-        let mut m = s
-            .get_miss_handler(
-                &k,
-                &meta(),
-                &pingora_cache::trace::Span::inactive().handle(),
-            )
-            .await
-            .unwrap();
+        let mut m = miss(s, "x").await;
         m.write_body(Bytes::from_static(b"half"), false)
             .await
             .unwrap();
@@ -429,15 +419,7 @@ mod tests {
     #[tokio::test]
     async fn too_big_is_not_cached() {
         let s = leak(MemoryStorage::new(1 << 20, 1000));
-        let k = CacheKey::new("big", "");
-        let mut m = s
-            .get_miss_handler(
-                &k,
-                &meta(),
-                &pingora_cache::trace::Span::inactive().handle(),
-            )
-            .await
-            .unwrap();
+        let mut m = miss(s, "big").await;
         m.write_body(Bytes::from(vec![0u8; 2000]), true)
             .await
             .unwrap();
