@@ -70,6 +70,8 @@ pub struct Ctx {
     upstream_start: Option<Instant>,
     /// The transform the URL asks for.
     planned: Option<Box<Planned>>,
+    /// The transform is sent upstream (a shield makes it) instead of being made here.
+    forward_transform: bool,
     /// Identifies the origin resource (for remembering failed sources).
     source_key: String,
     permit: Option<Permit>,
@@ -171,36 +173,58 @@ async fn respond_busy(session: &mut Session) -> Result<()> {
 }
 
 /// The headers of a response whose body will be replaced by the transform: the new type, no
-/// length (sent chunked; the stored entry knows its length), no ranges, no encoding, no origin
-/// ETag (it named the original bytes), and `Vary: Accept` when the format was negotiated.
+/// length (sent chunked; the stored entry knows its length), no ranges, no encoding, an ETag of
+/// its own (the origin's named the original bytes; it is kept aside for revalidation), and
+/// `Vary: Accept` when the format was negotiated.
 fn set_transformed_headers(
     resp: &mut ResponseHeader,
     out: OutputFormat,
-    vary_accept: bool,
+    planned: &Planned,
 ) -> Result<()> {
     resp.insert_header(http::header::CONTENT_TYPE, out.content_type())?;
+    let text = |h| resp.headers.get(h).and_then(|v| v.to_str().ok());
+    let origin_etag = text(http::header::ETAG).map(str::to_string);
+    let source = origin_etag
+        .clone()
+        .or_else(|| text(http::header::LAST_MODIFIED).map(str::to_string));
+    if let Some(source) = source {
+        let variant = format!("{}/{}", planned.canonical, out.as_str());
+        resp.insert_header(http::header::ETAG, cache::variant_etag(&source, &variant))?;
+    } else {
+        // No validator: the storage tags the finished body instead.
+        resp.remove_header(&http::header::ETAG);
+    }
+    if let Some(tag) = origin_etag {
+        resp.insert_header(cache::SOURCE_ETAG, tag)?;
+    }
+    if planned.vary_accept {
+        add_vary_accept(resp)?;
+    }
+    Ok(())
+}
+
+fn add_vary_accept(resp: &mut ResponseHeader) -> Result<()> {
+    let vary = match resp
+        .headers
+        .get(http::header::VARY)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) if !v.to_ascii_lowercase().contains("accept") => format!("{v}, Accept"),
+        Some(v) => v.to_string(),
+        None => "Accept".to_string(),
+    };
+    resp.insert_header(http::header::VARY, vary)
+}
+
+fn remove_source_headers(resp: &mut ResponseHeader) {
     for h in [
         http::header::CONTENT_LENGTH,
         http::header::ACCEPT_RANGES,
         http::header::CONTENT_ENCODING,
-        http::header::ETAG,
         http::header::CONTENT_DISPOSITION,
     ] {
         resp.remove_header(&h);
     }
-    if vary_accept {
-        let vary = match resp
-            .headers
-            .get(http::header::VARY)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(v) if !v.to_ascii_lowercase().contains("accept") => format!("{v}, Accept"),
-            Some(v) => v.to_string(),
-            None => "Accept".to_string(),
-        };
-        resp.insert_header(http::header::VARY, vary)?;
-    }
-    Ok(())
 }
 
 impl ImgEdge {
@@ -313,9 +337,15 @@ impl ProxyHttp for ImgEdge {
         };
         if route.strip_prefix || planned.is_some() {
             let mut uri = routes::upstream_path(route, path);
-            if let Some(q) = query {
+            let mut params: Vec<String> = query.map(str::to_string).into_iter().collect();
+            if let (Some(p), true) = (&planned, route.forward_transform) {
+                // The shield gets the canonical transform, the format already negotiated.
+                params.push(p.spec.to_query(p.negotiated.format()));
+                ctx.forward_transform = true;
+            }
+            if !params.is_empty() {
                 uri.push('?');
-                uri.push_str(q);
+                uri.push_str(&params.join("&"));
             }
             ctx.upstream_uri = Some(uri);
         }
@@ -362,7 +392,10 @@ impl ProxyHttp for ImgEdge {
         if self.apply_limits(session, ctx, Stage::Miss).await? {
             return Ok(false);
         }
-        if ctx.planned.is_none() || session.req_header().method == http::Method::HEAD {
+        if ctx.planned.is_none()
+            || ctx.forward_transform
+            || session.req_header().method == http::Method::HEAD
+        {
             return Ok(true);
         }
         let t = &self.state.transformer;
@@ -444,6 +477,9 @@ impl ProxyHttp for ImgEdge {
                 .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad upstream path"))?;
             upstream_request.set_uri(uri);
         }
+        if let Some(stale) = session.cache.maybe_cache_meta() {
+            cache::revalidation_validators(stale.headers(), upstream_request);
+        }
         if let Some(host) = self.pool(ctx).and_then(Pool::host_override) {
             upstream_request.insert_header(http::header::HOST, host)?;
         }
@@ -464,6 +500,15 @@ impl ProxyHttp for ImgEdge {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        if status == 304 && ctx.planned.is_some() && !ctx.forward_transform {
+            // Revalidated: the origin's tag names the source; the stored entry keeps its own.
+            upstream_response.remove_header(&http::header::ETAG);
+        }
+        let negotiated = ctx.planned.as_ref().is_some_and(|p| p.vary_accept);
+        if ctx.forward_transform && negotiated && (200..300).contains(&status) {
+            add_vary_accept(upstream_response)?;
+        }
         if let (Some(planned), Some(_)) = (&ctx.planned, &ctx.permit) {
             let h = &upstream_response.headers;
             let text = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
@@ -481,7 +526,8 @@ impl ProxyHttp for ImgEdge {
                     let declared = text(http::header::CONTENT_LENGTH)
                         .and_then(|v| v.parse::<usize>().ok())
                         .unwrap_or(0);
-                    set_transformed_headers(upstream_response, out, planned.vary_accept)?;
+                    remove_source_headers(upstream_response);
+                    set_transformed_headers(upstream_response, out, planned)?;
                     ctx.transforming = Some(Transforming {
                         out,
                         source: Vec::with_capacity(declared),
@@ -646,6 +692,7 @@ impl ProxyHttp for ImgEdge {
                 phase => cache::status_label(phase),
             }
         };
+        cache::strip_private_headers(upstream_response);
         upstream_response.insert_header("X-Cache-Status", label)?;
         for (k, v) in ctx.limit_headers.drain(..) {
             upstream_response.insert_header(k, v)?;

@@ -63,6 +63,7 @@ mod tests {
             upstream: 0,
             strip_prefix: strip,
             cache: true,
+            forward_transform: false,
         }
     }
 

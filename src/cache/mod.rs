@@ -10,7 +10,7 @@ use pingora_cache::cache_control::CacheControl;
 use pingora_cache::filters::resp_cacheable;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMetaDefaults, CachePhase, HttpCache, RespCacheable};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 pub use storage::MemoryStorage;
@@ -115,6 +115,47 @@ pub fn normalize_query(query: Option<&str>) -> String {
     parts.join("&")
 }
 
+/// Stored with a transformed entry: the origin's `ETag` for the source it was made from, sent
+/// back to the origin when the entry is revalidated. Never sent to clients.
+pub const SOURCE_ETAG: &str = "x-imgedge-source-etag";
+/// Stored with an entry whose `ETag` the storage made from the body (the origin gave none): the
+/// origin does not know that tag, so it is not sent upstream. Never sent to clients.
+pub const GENERATED_ETAG: &str = "x-imgedge-generated-etag";
+
+/// The entity tag of a variant (a transform) of a source identified by its validator: weak,
+/// since the same source and transform give the same image, not necessarily the same bytes
+/// across versions of the encoders.
+pub fn variant_etag(source_validator: &str, variant: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(source_validator.as_bytes());
+    h.update(b"\n");
+    h.update(variant.as_bytes());
+    format!("W/\"{}\"", hex::encode(&h.finalize()[..12]))
+}
+
+/// A strong entity tag for a stored body (for entries whose origin sent no validator).
+pub fn body_etag(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..12]))
+}
+
+/// Fixes the conditional headers pingora put on a revalidation request from a stale entry's
+/// `stored` headers: the origin is asked about the source's tag, never about ours.
+pub fn revalidation_validators(stored: &http::HeaderMap, upstream_request: &mut RequestHeader) {
+    if let Some(source) = stored.get(SOURCE_ETAG) {
+        let _ = upstream_request.insert_header(http::header::IF_NONE_MATCH, source);
+    } else if stored.contains_key(GENERATED_ETAG) || !stored.contains_key(http::header::ETAG) {
+        upstream_request.remove_header(&http::header::IF_NONE_MATCH);
+    }
+}
+
+/// Removes the headers kept for the cache's own use before a response goes to the client.
+pub fn strip_private_headers(resp: &mut ResponseHeader) {
+    resp.remove_header(SOURCE_ETAG);
+    resp.remove_header(GENERATED_ETAG);
+}
+
 /// `X-Cache-Status` value for a finished cache phase.
 pub fn status_label(phase: CachePhase) -> &'static str {
     match phase {
@@ -138,6 +179,32 @@ mod tests {
         assert_eq!(normalize_query(Some("b=2&a=1&&c")), "a=1&b=2&c");
         assert_eq!(normalize_query(None), "");
         assert_eq!(normalize_query(Some("")), "");
+    }
+
+    #[test]
+    fn variant_tags_follow_source_and_transform() {
+        let a = variant_etag("\"v1\"", "w=100");
+        assert!(a.starts_with("W/\"") && a.ends_with('"'));
+        assert_eq!(a, variant_etag("\"v1\"", "w=100"));
+        assert_ne!(a, variant_etag("\"v2\"", "w=100"));
+        assert_ne!(a, variant_etag("\"v1\"", "w=200"));
+        assert_ne!(body_etag(b"a"), body_etag(b"b"));
+    }
+
+    #[test]
+    fn revalidation_asks_the_origin_about_its_own_tag() {
+        let mut stored = http::HeaderMap::new();
+        stored.insert(http::header::ETAG, "W/\"ours\"".parse().unwrap());
+        stored.insert(SOURCE_ETAG, "\"origin\"".parse().unwrap());
+        let mut req = RequestHeader::build("GET", b"/a.jpg", None).unwrap();
+        req.insert_header("if-none-match", "W/\"ours\"").unwrap();
+        revalidation_validators(&stored, &mut req);
+        assert_eq!(req.headers["if-none-match"], "\"origin\"");
+
+        stored.remove(SOURCE_ETAG);
+        stored.insert(GENERATED_ETAG, "1".parse().unwrap());
+        revalidation_validators(&stored, &mut req);
+        assert!(!req.headers.contains_key("if-none-match"));
     }
 
     #[test]

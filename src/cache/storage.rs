@@ -235,7 +235,7 @@ impl HandleMiss for Miss {
             );
         }
         let body = self.body.freeze();
-        let meta = with_content_length(self.meta, body.len())?;
+        let meta = finished_meta(self.meta, &body)?;
         let size = body.len() + meta.0.len() + meta.1.len() + ENTRY_OVERHEAD;
         let entry = Entry { meta, body, size };
         self.storage.insert(self.key, entry);
@@ -243,16 +243,25 @@ impl HandleMiss for Miss {
     }
 }
 
-/// A body that arrived chunked (a transformed image) is stored with its length, so hits carry
-/// `Content-Length` (and can serve ranges).
-fn with_content_length(meta: (Vec<u8>, Vec<u8>), len: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+/// The meta published with a finished body: a body that arrived chunked (a transformed image)
+/// is stored with its length, so hits carry `Content-Length` (and can serve ranges); a response
+/// without an `ETag` gets one made from the body, so hits can be answered 304.
+fn finished_meta(meta: (Vec<u8>, Vec<u8>), body: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut m = CacheMeta::deserialize(&meta.0, &meta.1)?;
     let h = m.response_header_mut();
-    if h.headers.contains_key(http::header::CONTENT_LENGTH) {
+    let has_length = h.headers.contains_key(http::header::CONTENT_LENGTH);
+    let has_etag = h.headers.contains_key(http::header::ETAG);
+    if has_length && has_etag {
         return Ok(meta);
     }
-    h.remove_header(&http::header::TRANSFER_ENCODING);
-    h.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    if !has_length {
+        h.remove_header(&http::header::TRANSFER_ENCODING);
+        h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    }
+    if !has_etag {
+        h.insert_header(http::header::ETAG, super::body_etag(body))?;
+        h.insert_header(super::GENERATED_ETAG, "1")?;
+    }
     m.serialize()
 }
 

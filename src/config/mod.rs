@@ -113,6 +113,8 @@ pub struct Route {
     pub upstream: usize,
     pub strip_prefix: bool,
     pub cache: bool,
+    /// Send the canonical transform upstream (an imgedge shield) instead of transforming here.
+    pub forward_transform: bool,
 }
 
 #[derive(Debug, Clone)]

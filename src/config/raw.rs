@@ -85,6 +85,7 @@ pub struct RawRoute {
     pub upstream: Option<String>,
     pub strip_prefix: Option<bool>,
     pub cache: Option<bool>,
+    pub forward_transform: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -281,6 +281,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
             upstream,
             strip_prefix: r.strip_prefix.unwrap_or(false),
             cache: r.cache.unwrap_or(true),
+            forward_transform: r.forward_transform.unwrap_or(false),
         });
     }
 

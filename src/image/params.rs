@@ -232,6 +232,48 @@ impl TransformSpec {
     }
 }
 
+impl TransformSpec {
+    /// The canonical transform as URL parameters (`width=..&fit=..`), for forwarding a transform
+    /// to an upstream imgedge (a shield): it parses back to the same canonical form there. dpr
+    /// is folded into the sizes; `chosen` is the negotiated format as in [`Self::canonical`].
+    pub fn to_query(&self, chosen: Option<OutputFormat>) -> String {
+        let mut parts: Vec<String> = Vec::with_capacity(7);
+        if let Some(w) = self.target_width() {
+            parts.push(format!("width={w}"));
+        }
+        if let Some(h) = self.target_height() {
+            parts.push(format!("height={h}"));
+        }
+        if self.fit != Fit::ScaleDown {
+            parts.push(format!("fit={}", self.fit.as_str()));
+        }
+        if matches!(self.fit, Fit::Cover | Fit::Crop | Fit::Pad) && self.gravity != Gravity::Center
+        {
+            parts.push(format!("gravity={}", self.gravity.as_str()));
+        }
+        let fmt = chosen.or(match self.format {
+            FormatChoice::Fixed(f) => Some(f),
+            _ => None,
+        });
+        if let Some(f) = fmt {
+            parts.push(format!("format={}", f.as_str()));
+        }
+        if let Some(q) = self.quality {
+            if fmt != Some(OutputFormat::Png) {
+                parts.push(format!("quality={q}"));
+            }
+        }
+        if let Some([r, g, b]) = self.background {
+            parts.push(format!("background={r:02x}{g:02x}{b:02x}"));
+        }
+        if parts.is_empty() {
+            // Every parameter at its default is still a transform (re-encode, strip metadata).
+            parts.push("fit=scale-down".to_string());
+        }
+        parts.join("&")
+    }
+}
+
 /// A preset: a partial set of parameters (each `None` = not set by the preset).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Preset {
@@ -591,6 +633,25 @@ mod tests {
 
     fn err(q: &str) -> String {
         parse(q).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn forwarded_query_parses_back_to_the_same_canonical() {
+        for q in [
+            "w=400",
+            "width=300&height=200&fit=cover&gravity=top-left&q=70",
+            "preset=thumb&dpr=2",
+            "width=100&fit=pad&background=ff0000&format=png&quality=50",
+            "format=webp",
+            "fit=scale-down",
+            "w=10&format=auto",
+        ] {
+            let s = spec(q);
+            for chosen in [None, Some(OutputFormat::Webp)] {
+                let back = spec(&s.to_query(chosen));
+                assert_eq!(back.canonical(chosen), s.canonical(chosen), "{q}");
+            }
+        }
     }
 
     #[test]

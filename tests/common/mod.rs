@@ -48,6 +48,7 @@ impl Reply {
 struct OriginState {
     routes: HashMap<String, Reply>,
     hits: HashMap<String, usize>,
+    not_modified: HashMap<String, usize>,
     requests: Vec<(String, Vec<(String, String)>)>,
     conns: Vec<TcpStream>,
 }
@@ -101,6 +102,17 @@ impl Origin {
             .lock()
             .unwrap()
             .hits
+            .get(path_and_query)
+            .unwrap_or(&0)
+    }
+
+    /// Requests for a path answered 304 (the client's `If-None-Match` matched).
+    pub fn not_modified(&self, path_and_query: &str) -> usize {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .not_modified
             .get(path_and_query)
             .unwrap_or(&0)
     }
@@ -172,6 +184,7 @@ fn serve_conn(conn: TcpStream, st: Arc<Mutex<OriginState>>, stop: Arc<AtomicBool
         };
         let reply =
             reply.unwrap_or_else(|| Reply::ok("text/plain", "origin: not found").status(404));
+        let reply = conditional(reply, &st, &target);
         if !reply.delay.is_zero() {
             std::thread::sleep(reply.delay);
         }
@@ -179,13 +192,53 @@ fn serve_conn(conn: TcpStream, st: Arc<Mutex<OriginState>>, stop: Arc<AtomicBool
         for (k, v) in &reply.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+        if reply.status == 304 {
+            head.push_str("\r\n");
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+        }
         if out.write_all(head.as_bytes()).is_err() {
             return;
         }
         if method != "HEAD" && out.write_all(&reply.body).is_err() {
             return;
         }
+    }
+}
+
+/// Like a real origin: a request whose `If-None-Match` names the reply's `ETag` gets a 304
+/// (without a body or content headers). Counted in `not_modified(path)`.
+fn conditional(reply: Reply, st: &Arc<Mutex<OriginState>>, target: &str) -> Reply {
+    let mut s = st.lock().unwrap();
+    let etag = reply
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+        .map(|(_, v)| v.trim_start_matches("W/").to_string());
+    let inm = s
+        .requests
+        .last()
+        .and_then(|(_, h)| h.iter().find(|(k, _)| k == "if-none-match"))
+        .map(|(_, v)| v.clone());
+    match (etag, inm) {
+        (Some(e), Some(inm))
+            if inm
+                .split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == e) =>
+        {
+            *s.not_modified.entry(target.to_string()).or_default() += 1;
+            Reply {
+                status: 304,
+                headers: reply
+                    .headers
+                    .into_iter()
+                    .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("content-"))
+                    .collect(),
+                body: Vec::new(),
+                delay: reply.delay,
+            }
+        }
+        _ => reply,
     }
 }
 
