@@ -375,16 +375,18 @@ impl ProxyHttp for ImgEdge {
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
         let req = session.req_header();
-        let key = match &ctx.planned {
-            Some(p) => cache::key(
-                &request_host(req),
-                req.uri.path(),
-                p.forward_query.as_deref(),
-                &p.canonical,
-            ),
-            None => cache::key(&request_host(req), req.uri.path(), req.uri.query(), ""),
+        let host = request_host(req);
+        let (path, query) = (req.uri.path(), req.uri.query());
+        let Some(p) = &ctx.planned else {
+            let key = cache::key(&host, path, query, "");
+            ctx.lb_key = key.primary_key().to_vec();
+            return Ok(key);
         };
-        ctx.lb_key = key.primary_key().to_vec();
+        let key = cache::key(&host, path, p.forward_query.as_deref(), &p.canonical);
+        // Balance on what is produced, so a negotiated and a fixed request for the same bytes
+        // go to the same shield (whose cache key is the fixed one).
+        let produced = cache::key(&host, path, p.forward_query.as_deref(), p.produced());
+        ctx.lb_key = produced.primary_key().to_vec();
         Ok(key)
     }
 

@@ -31,6 +31,16 @@ pub struct Planned {
     pub vary_accept: bool,
 }
 
+impl Planned {
+    /// The canonical transform naming the bytes produced, without the negotiation marker:
+    /// `format=auto` that chose WebP makes the same image as `format=webp`.
+    pub fn produced(&self) -> &str {
+        self.canonical
+            .strip_suffix(",auto")
+            .unwrap_or(&self.canonical)
+    }
+}
+
 /// What to do with an origin response to a transform request.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {

@@ -285,3 +285,55 @@ impl Drop for Cleanup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(peers: &[&str]) -> Pool {
+        let list: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+        let yaml = format!(
+            "upstreams:\n  shields: {{peers: [{}], lb: consistent}}\nroutes:\n  - {{prefix: /, upstream: shields}}\n",
+            list.join(", ")
+        );
+        let config = crate::config::parse_str(&yaml).unwrap();
+        build(&config).unwrap().pools.remove(0)
+    }
+
+    fn owners(pool: &Pool, failed: &[SocketAddr]) -> Vec<String> {
+        (0..2000)
+            .map(|i| {
+                let key = format!("host\n/img/{i}.jpg\n\nw=400");
+                pool.select(key.as_bytes(), failed).unwrap().1
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consistent_hashing_remaps_only_the_removed_peers_keys() {
+        let three = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"];
+        let before = owners(&pool(&three), &[]);
+        for p in three {
+            let share = before.iter().filter(|o| *o == p).count();
+            assert!(share > 400, "{p} owns only {share} of 2000 keys");
+        }
+        // The pool without the third peer (config change), and with it failed (down at runtime).
+        let after = owners(&pool(&three[..2]), &[]);
+        let failed = [three[2].parse().unwrap()];
+        let failover = owners(&pool(&three), &failed);
+        for (i, owner) in before.iter().enumerate() {
+            if owner != three[2] {
+                assert_eq!(&after[i], owner, "key {i} moved though its peer stayed");
+                assert_eq!(&failover[i], owner, "key {i} moved on failover");
+            } else {
+                assert_ne!(&failover[i], owner);
+            }
+        }
+    }
+
+    #[test]
+    fn every_edge_picks_the_same_peer_for_a_key() {
+        let peers = ["127.0.0.1:7001", "127.0.0.1:7002"];
+        assert_eq!(owners(&pool(&peers), &[]), owners(&pool(&peers), &[]));
+    }
+}
