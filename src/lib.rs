@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod signing;
 pub mod transform;
 pub mod upstream;

@@ -1,7 +1,7 @@
 //! imgedge entry point: parse flags, load and check the config, start the server.
 
 use clap::Parser;
-use imgedge::cli::Cli;
+use imgedge::cli::{Cli, Command};
 use imgedge::config::{self, Config};
 use std::process::ExitCode;
 
@@ -25,6 +25,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(Command::Sign { url }) = &cli.command {
+        return match imgedge::transform::sign_url(&config.transform, url) {
+            Ok(signed) => {
+                println!("{signed}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot sign {url:?}: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if cli.test {
         println!(
             "{}: configuration OK",

@@ -3,6 +3,7 @@
 //! ```text
 //! request_filter ........ route the request (404 when none matches); parse the transform
 //!                         query, 400 with a reason when invalid           (transform::plan)
+//!                         signed URLs: 403 on a missing or bad sig=   (signing::Signer)
 //!                         identify the client (401 on a bad key/token) and apply the rate
 //!                         limits: 429 + Retry-After                       (limits::Limiter)
 //! request_cache_filter .. cache on for GET on routes with `cache: true`
@@ -331,6 +332,13 @@ impl ProxyHttp for ImgEdge {
                 return Ok(true);
             }
         };
+        if let Some(p) = &planned {
+            if let Err(e) = self.state.transformer.verify_signature(path, p) {
+                log::info!("refused {}: {e}", req.uri);
+                respond_text(session, 403, &format!("forbidden: {e}")).await?;
+                return Ok(true);
+            }
+        }
         let query = match &planned {
             Some(p) => p.forward_query.as_deref(),
             None => req.uri.query(),

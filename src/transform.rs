@@ -9,6 +9,7 @@ use crate::image::{
     Output, OutputFormat, ParamError, Permit, PoolError, Presets, TransformError, TransformPool,
     TransformSpec,
 };
+use crate::signing::{SignatureError, Signer};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct Planned {
     pub forward_query: Option<String>,
     /// `format=auto`: the answer depends on `Accept`.
     pub vary_accept: bool,
+    /// `sig=` from the URL.
+    pub signature: Option<String>,
 }
 
 impl Planned {
@@ -93,6 +96,7 @@ pub struct Transformer {
     auto_formats: Vec<OutputFormat>,
     failure_ttl: Duration,
     failures: Mutex<HashMap<String, Remembered>>,
+    signer: Option<Signer>,
 }
 
 impl Transformer {
@@ -114,6 +118,7 @@ impl Transformer {
             auto_formats,
             failure_ttl: s.failure_ttl,
             failures: Mutex::new(HashMap::new()),
+            signer: s.signing.clone().map(Signer::new),
         }
     }
 
@@ -139,7 +144,20 @@ impl Transformer {
             negotiated,
             spec,
             forward_query: parsed.forward_query,
+            signature: parsed.signature,
         }))
+    }
+
+    /// Checks the URL's signature when signing is configured: `path` is the client's path.
+    pub fn verify_signature(&self, path: &str, planned: &Planned) -> Result<(), SignatureError> {
+        match &self.signer {
+            Some(s) => s.verify(
+                path,
+                &planned.spec.signed_form(),
+                planned.signature.as_deref(),
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Decides from the origin's response header alone.
@@ -251,6 +269,38 @@ impl Transformer {
     }
 }
 
+/// The `sig=` for a URL (`path?query`), or why there is none (`imgedge sign`).
+pub fn sign_url(settings: &TransformSettings, url: &str) -> Result<String, String> {
+    let signer = Signer::new(
+        settings
+            .signing
+            .clone()
+            .ok_or("transform.signing is not configured")?,
+    );
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    let path_start = head.find("://").map_or(0, |i| {
+        head[i + 3..].find('/').map_or(head.len(), |p| i + 3 + p)
+    });
+    let path = if path_start < head.len() {
+        &head[path_start..]
+    } else {
+        "/"
+    };
+    let parsed = image::parse_query(Some(query), &settings.limits, &settings.presets)
+        .map_err(|e| format!("invalid transform parameter: {e}"))?;
+    let spec = parsed
+        .transform
+        .ok_or("the URL has no transform parameter: nothing to sign")?;
+    let sig = signer
+        .sign(path, &spec.signed_form())
+        .ok_or("transform.signing has no key")?;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("sig="))
+        .collect();
+    Ok(format!("{head}?{}&sig={sig}", kept.join("&")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +317,7 @@ mod tests {
             queue: 1,
             auto_avif: false,
             failure_ttl: defaults::TRANSFORM_FAILURE_TTL,
+            signing: None,
         })
     }
 
@@ -318,5 +369,29 @@ mod tests {
         assert!(t.recent_failure("k").is_none());
         t.remember_failure("k", 422, "corrupt");
         assert_eq!(t.recent_failure("k"), Some((422, "corrupt".to_string())));
+    }
+
+    #[test]
+    fn signed_urls_verify_and_survive_reordering() {
+        let mut settings = crate::config::parse_str(crate::config::EMBEDDED_DEFAULT)
+            .unwrap()
+            .transform;
+        settings.signing = Some(crate::signing::SigningSettings {
+            keys: vec![b"0123456789abcdef0123".to_vec()],
+            required: true,
+        });
+        let url = sign_url(&settings, "http://h:8080/p/a.jpg?w=300&x=1&fit=cover").unwrap();
+        assert!(url.starts_with("http://h:8080/p/a.jpg?w=300&x=1&fit=cover&sig="));
+        let sig = url.rsplit_once("sig=").unwrap().1;
+        let t = Transformer::new(&settings);
+        let plan = |q: &str| t.plan(Some(q), None).unwrap().unwrap();
+        let ok = plan(&format!("fit=cover&sig={sig}&width=300"));
+        assert!(t.verify_signature("/p/a.jpg", &ok).is_ok());
+        let changed = plan(&format!("fit=cover&sig={sig}&width=301"));
+        assert!(t.verify_signature("/p/a.jpg", &changed).is_err());
+        assert!(t
+            .verify_signature("/p/a.jpg", &plan("w=300&fit=cover"))
+            .is_err());
+        assert!(sign_url(&settings, "/a.jpg?x=1").is_err());
     }
 }

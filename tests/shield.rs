@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use image::GenericImageView;
 
 fn shield(origin: &Origin) -> Edge {
     Edge::start(&format!(

@@ -53,5 +53,7 @@ pub const TRANSFORM_QUALITY: u8 = 80;
 /// rav1e speed 10 (fastest): AVIF is still ~3x the cost of WebP at this speed.
 pub const TRANSFORM_AVIF_SPEED: u8 = 10;
 pub const TRANSFORM_AUTO_AVIF: bool = true;
+/// `transform.signing.required`: configuring keys means unsigned transforms are refused.
+pub const SIGNING_REQUIRED: bool = true;
 /// How long a failed transform of a source is answered up front without asking the origin.
 pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);

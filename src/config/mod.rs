@@ -138,6 +138,8 @@ pub struct TransformSettings {
     /// Whether `format=auto` may pick AVIF (slow to encode).
     pub auto_avif: bool,
     pub failure_ttl: Duration,
+    /// Signed URLs (`transform.signing`), when configured.
+    pub signing: Option<crate::signing::SigningSettings>,
 }
 
 #[derive(Debug, Clone)]

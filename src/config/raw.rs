@@ -117,6 +117,15 @@ pub struct RawTransform {
     pub failure_ttl: Option<Quantity>,
     /// name -> parameter -> value (numbers or strings)
     pub presets: Option<BTreeMap<String, BTreeMap<String, serde_yaml::Value>>>,
+    pub signing: Option<RawSigning>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigning {
+    pub keys: Option<Vec<String>>,
+    pub key_files: Option<Vec<String>>,
+    pub required: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

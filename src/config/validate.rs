@@ -611,6 +611,52 @@ fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
     }
 }
 
+/// `transform.signing`: inline keys and/or key files (one key per file, surrounding whitespace
+/// ignored), each at least `MIN_KEY_BYTES` long.
+fn validate_signing(
+    s: super::raw::RawSigning,
+    errs: &mut Errors,
+) -> crate::signing::SigningSettings {
+    use crate::signing::MIN_KEY_BYTES;
+    let mut keys = Vec::new();
+    for (i, k) in s.keys.unwrap_or_default().into_iter().enumerate() {
+        if k.len() < MIN_KEY_BYTES {
+            errs.add(
+                format!("transform.signing.keys[{i}]"),
+                format!(
+                    "{} bytes is too short: use at least {MIN_KEY_BYTES} random bytes",
+                    k.len()
+                ),
+            );
+        }
+        keys.push(k.into_bytes());
+    }
+    for (i, f) in s.key_files.unwrap_or_default().into_iter().enumerate() {
+        let path = format!("transform.signing.key_files[{i}]");
+        match std::fs::read_to_string(&f) {
+            Ok(k) if k.trim().len() >= MIN_KEY_BYTES => keys.push(k.trim().as_bytes().to_vec()),
+            Ok(k) => errs.add(
+                path,
+                format!(
+                    "{f:?} holds {} bytes: use at least {MIN_KEY_BYTES}",
+                    k.trim().len()
+                ),
+            ),
+            Err(e) => errs.add(path, format!("cannot read {f:?}: {e}")),
+        }
+    }
+    if keys.is_empty() {
+        errs.add(
+            "transform.signing.keys",
+            "no key: give keys or key_files (or remove transform.signing)",
+        );
+    }
+    crate::signing::SigningSettings {
+        keys,
+        required: s.required.unwrap_or(defaults::SIGNING_REQUIRED),
+    }
+}
+
 fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
     use crate::image::{Limits, OutputFormat};
     let positive = |v: Option<u64>, d: u64, key: &str, errs: &mut Errors| -> u64 {
@@ -711,7 +757,9 @@ fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
             Err(e) => errs.add(format!("{path}.{}", e.param), e.problem),
         }
     }
+    let signing = t.signing.map(|s| validate_signing(s, errs));
     TransformSettings {
+        signing,
         limits,
         presets,
         workers,

@@ -233,6 +233,19 @@ impl TransformSpec {
 }
 
 impl TransformSpec {
+    /// What a URL signature covers: the canonical transform as asked (before `format=auto` is
+    /// negotiated against `Accept`, which the signer cannot know).
+    pub fn signed_form(&self) -> String {
+        let mut c = self.canonical(None);
+        if self.format == FormatChoice::Auto {
+            if !c.is_empty() {
+                c.push(',');
+            }
+            c.push_str("f=auto");
+        }
+        c
+    }
+
     /// The canonical transform as URL parameters (`width=..&fit=..`), for forwarding a transform
     /// to an upstream imgedge (a shield): it parses back to the same canonical form there. dpr
     /// is folded into the sizes; `chosen` is the negotiated format as in [`Self::canonical`].
@@ -318,6 +331,8 @@ pub struct ParsedQuery {
     pub transform: Option<TransformSpec>,
     /// The non-transform parameters, original order and encoding, `None` if there are none.
     pub forward_query: Option<String>,
+    /// `sig=`: the URL's signature (never forwarded to the origin).
+    pub signature: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -559,11 +574,16 @@ pub fn parse_query(
     let mut preset: Option<String> = None;
     let mut any = false;
     let mut forward: Vec<&str> = Vec::new();
+    let mut signature = None;
     for piece in q.split('&') {
         if piece.is_empty() {
             continue;
         }
         let (rk, rv) = piece.split_once('=').unwrap_or((piece, ""));
+        if rk == "sig" {
+            signature = percent_decode(rv);
+            continue;
+        }
         let key = percent_decode(rk);
         let kind = key.as_deref().and_then(key_kind);
         let (Some(kind), Some(key)) = (kind, key) else {
@@ -588,6 +608,7 @@ pub fn parse_query(
         return Ok(ParsedQuery {
             transform: None,
             forward_query,
+            signature,
         });
     }
     let merged = match preset {
@@ -605,6 +626,7 @@ pub fn parse_query(
     Ok(ParsedQuery {
         transform: Some(finalize(&merged, limits)?),
         forward_query,
+        signature,
     })
 }
 
@@ -664,10 +686,23 @@ mod tests {
             p,
             ParsedQuery {
                 transform: None,
-                forward_query: None
+                forward_query: None,
+                signature: None,
             }
         );
         assert_eq!(parse("").unwrap().transform, None);
+    }
+
+    #[test]
+    fn signature_is_taken_out_and_covers_the_canonical_request() {
+        let p = parse("w=400&sig=abc_-1&x=1").unwrap();
+        assert_eq!(p.signature.as_deref(), Some("abc_-1"));
+        assert_eq!(p.forward_query.as_deref(), Some("x=1"));
+        let a = spec("width=400&q=70&fit=cover").signed_form();
+        assert_eq!(a, spec("fit=cover&q=70&w=400").signed_form());
+        assert_ne!(a, spec("fit=cover&q=71&w=400").signed_form());
+        assert_eq!(spec("w=10&format=auto").signed_form(), "w=10,f=auto");
+        assert_eq!(spec("format=auto").signed_form(), "f=auto");
     }
 
     #[test]
