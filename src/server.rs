@@ -12,11 +12,14 @@ use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
+use pingora_core::listeners::tls::TlsSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Upstream(#[from] upstream::BuildError),
+    #[error("tls listener: {0}")]
+    Tls(#[from] Box<pingora_error::Error>),
 }
 
 fn server_conf(c: &Config) -> ServerConf {
@@ -64,6 +67,16 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     );
     for addr in &config.listen {
         proxy.add_tcp(addr);
+    }
+    if let Some(tls) = &config.tls {
+        // Files are read when the listener starts: a graceful reload picks up renewed ones.
+        for addr in &tls.listen {
+            let mut settings = TlsSettings::intermediate(&tls.cert_file, &tls.key_file)?;
+            if tls.h2 {
+                settings.enable_h2();
+            }
+            proxy.add_tls_with_settings(addr, None, settings);
+        }
     }
     let mut admin = Service::new(
         "imgedge admin".to_string(),

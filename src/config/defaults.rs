@@ -55,5 +55,7 @@ pub const TRANSFORM_AVIF_SPEED: u8 = 10;
 pub const TRANSFORM_AUTO_AVIF: bool = true;
 /// `transform.signing.required`: configuring keys means unsigned transforms are refused.
 pub const SIGNING_REQUIRED: bool = true;
+/// `tls.h2`: offer HTTP/2 on TLS listeners.
+pub const TLS_H2: bool = true;
 /// How long a failed transform of a source is answered up front without asking the origin.
 pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);

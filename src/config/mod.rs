@@ -26,6 +26,18 @@ pub struct Config {
     /// Rate limits (validated by `crate::limits::validate`).
     pub limits: crate::limits::LimitSettings,
     pub log: LogSettings,
+    /// HTTPS listeners (`tls`), when configured.
+    pub tls: Option<TlsListeners>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsListeners {
+    pub listen: Vec<String>,
+    /// PEM certificate chain, leaf first; checked to load with the key at validation.
+    pub cert_file: String,
+    pub key_file: String,
+    /// Offer HTTP/2 by ALPN (HTTP/1.1 stays available).
+    pub h2: bool,
 }
 
 #[derive(Debug, Clone)]

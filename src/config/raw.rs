@@ -147,6 +147,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "transform",
     "limits",
     "log",
+    "tls",
 ];
 
 #[derive(Debug, Default)]
@@ -160,4 +161,15 @@ pub struct RawConfig {
     pub transform: RawTransform,
     pub limits: crate::limits::RawLimits,
     pub log: RawLog,
+    pub tls: Option<RawTlsListen>,
+}
+
+/// HTTPS listeners of the proxy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsListen {
+    pub listen: Option<Vec<String>>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub h2: Option<bool>,
 }

@@ -147,6 +147,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         transform: section(map.get("transform"), "transform", errs),
         limits: section(map.get("limits"), "limits", errs),
         log: section(map.get("log"), "log", errs),
+        tls: section(map.get("tls"), "tls", errs),
         ..Default::default()
     };
     match map.get("upstreams") {
@@ -299,7 +300,11 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
             format!("{level:?} is not one of error, warn, info, debug, trace"),
         );
     }
+    let tls = raw
+        .tls
+        .map(|t| validate_tls(t, &listen, &admin_listen, errs));
     Config {
+        tls,
         server,
         listen,
         admin: AdminSettings {
@@ -609,6 +614,74 @@ fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
             errs,
         ),
     }
+}
+
+/// `tls`: addresses distinct from the plain listeners, and a certificate and key that load and
+/// match (checked here so that `-t` finds what would otherwise fail at start-up).
+fn validate_tls(
+    t: super::raw::RawTlsListen,
+    plain: &[String],
+    admin: &str,
+    errs: &mut Errors,
+) -> super::TlsListeners {
+    let listen = t.listen.unwrap_or_default();
+    if listen.is_empty() {
+        errs.add("tls.listen", "at least one address is required");
+    }
+    for (i, a) in listen.iter().enumerate() {
+        let path = format!("tls.listen[{i}]");
+        check_socket_addr(a, &path, errs);
+        if plain.contains(a) || a == admin {
+            errs.add(path, format!("{a} is already a plain HTTP listener"));
+        }
+    }
+    let cert_file = t.cert_file.unwrap_or_default();
+    let key_file = t.key_file.unwrap_or_default();
+    if cert_file.is_empty() {
+        errs.add(
+            "tls.cert_file",
+            "required (PEM certificate chain, leaf first)",
+        );
+    }
+    if key_file.is_empty() {
+        errs.add("tls.key_file", "required (PEM private key)");
+    }
+    if !cert_file.is_empty() && !key_file.is_empty() {
+        if let Err((key, problem)) = check_cert_and_key(&cert_file, &key_file) {
+            errs.add(key, problem);
+        }
+    }
+    super::TlsListeners {
+        listen,
+        cert_file,
+        key_file,
+        h2: t.h2.unwrap_or(defaults::TLS_H2),
+    }
+}
+
+fn check_cert_and_key(cert: &str, key: &str) -> Result<(), (&'static str, String)> {
+    for (k, f) in [("tls.cert_file", cert), ("tls.key_file", key)] {
+        std::fs::read(f).map_err(|e| (k, format!("cannot read {f:?}: {e}")))?;
+    }
+    let loaded = pingora_rustls::load_certs_and_key_files(cert, key)
+        .map_err(|e| ("tls.cert_file", format!("{cert:?} / {key:?}: {e}")))?;
+    let Some((certs, private_key)) = loaded else {
+        return Err((
+            "tls.cert_file",
+            format!("no certificate in {cert:?} or no private key in {key:?} (PEM expected)"),
+        ));
+    };
+    pingora_rustls::install_default_crypto_provider();
+    pingora_rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)
+        .map_err(|e| {
+            (
+                "tls.key_file",
+                format!("{key:?} does not fit {cert:?}: {e}"),
+            )
+        })?;
+    Ok(())
 }
 
 /// `transform.signing`: inline keys and/or key files (one key per file, surrounding whitespace
