@@ -1,6 +1,7 @@
-//! Command line: `imgedge [-c FILE] [-t] [-d] [-u]`, Pingora's flags kept.
+//! Command line: `imgedge [-c FILE] [-t] [-d] [-u]` (Pingora's flags kept) and
+//! `imgedge usage --since 1h [--by org|route|key]`.
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(name = "imgedge", version, about = "Image edge proxy on Pingora")]
@@ -17,4 +18,54 @@ pub struct Cli {
     /// Take over the listening sockets of a running imgedge (graceful upgrade/reload).
     #[arg(short = 'u', long = "upgrade")]
     pub upgrade: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Read the usage stream (as one consumer of a consumer group) and print totals:
+    /// requests, bytes, transforms, cache hit ratio.
+    Usage(UsageArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    Org,
+    Route,
+    Key,
+}
+
+#[derive(Args, Debug)]
+pub struct UsageArgs {
+    /// Count events of the last DURATION (e.g. 30m, 1h, 7d); older entries are skipped. A
+    /// missing consumer group is created at this time.
+    #[arg(long, default_value = "1h")]
+    pub since: String,
+    /// Group the totals by organization, route prefix or key (API key id / token subject /
+    /// client IP).
+    #[arg(long, value_enum)]
+    pub by: Option<By>,
+    /// Configuration file whose `usage:` section names the Redis and the stream.
+    #[arg(short = 'c', long = "conf")]
+    pub conf: Option<String>,
+    /// Redis URL (overrides usage.redis_url).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Stream name (overrides usage.stream; default imgedge:usage).
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Consumer group: readers of one group share the stream, each entry is counted once.
+    #[arg(long, default_value = "imgedge-usage")]
+    pub group: String,
+    /// Consumer name within the group (default: usage-<hostname>). Reuse it to resume: the
+    /// entries a killed run left unacknowledged are read again.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Entries fetched per XREADGROUP.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Print the totals as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

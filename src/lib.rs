@@ -12,3 +12,4 @@ pub mod routes;
 pub mod server;
 pub mod transform;
 pub mod upstream;
+pub mod usage;

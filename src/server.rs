@@ -17,6 +17,8 @@ use pingora::services::listening::Service;
 pub enum StartError {
     #[error(transparent)]
     Upstream(#[from] upstream::BuildError),
+    #[error("usage events: {0}")]
+    Usage(#[from] crate::usage::UsageError),
 }
 
 fn server_conf(c: &Config) -> ServerConf {
@@ -48,6 +50,17 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     server.bootstrap();
 
     let built = upstream::build(&config)?;
+    let (usage, usage_writer) = match &config.usage {
+        Some(u) => {
+            let (p, w) = crate::usage::Publisher::new(u)?;
+            (Some(p), Some(w))
+        }
+        None => (None, None),
+    };
+    let playground = config
+        .admin
+        .playground
+        .then(|| crate::admin::Playground::new(&config));
     let state: &'static State = Box::leak(Box::new(State {
         router: Router::new(config.routes.clone()),
         pools: built.pools,
@@ -55,6 +68,12 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         transformer: Transformer::new(&config.transform),
         limiter: crate::limits::Limiter::new(&config.limits),
         access_log: config.log.access,
+        usage,
+        cors_origins: if config.admin.playground {
+            config.admin.playground_origins.clone()
+        } else {
+            Vec::new()
+        },
     }));
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
@@ -67,7 +86,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     }
     let mut admin = Service::new(
         "imgedge admin".to_string(),
-        HttpServer::new_app(Admin { state }),
+        HttpServer::new_app(Admin { state, playground }),
     );
     admin.add_tcp(&config.admin.listen);
 
@@ -75,6 +94,12 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     server.add_service(admin);
     for svc in built.services {
         server.add_boxed_service(svc);
+    }
+    if let Some(w) = usage_writer {
+        server.add_service(pingora::services::background::background_service(
+            "usage events",
+            w,
+        ));
     }
     Ok(server)
 }
