@@ -807,14 +807,21 @@ impl ProxyHttp for ImgEdge {
         }
         if let Some(usage) = &self.state.usage {
             let req = session.req_header();
-            let client = session
+            let ip = session
                 .client_addr()
                 .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string())
-                .unwrap_or_else(|| "-".into());
-            let (org, key) = match &ctx.identity {
-                Some(id) => (id.org.clone(), id.tier_key()),
-                None => (None, client.clone()),
+                .map(|a| a.ip());
+            let client = ip.map_or_else(|| "-".into(), |ip| ip.to_string());
+            // Without rate-limit policies the client was not identified yet: API keys and
+            // tokens still name the org to bill (an unknown credential counts as anonymous).
+            let identity = match ctx.identity.take() {
+                Some(id) => Some(id),
+                None => ip.and_then(|ip| self.state.limiter.identify(&req.headers, ip).ok()),
+            };
+            let (org, key, client) = match identity {
+                // client_ip honours X-Forwarded-For from trusted proxies.
+                Some(id) => (id.org.clone(), id.tier_key(), id.client_ip.to_string()),
+                None => (None, client.clone(), client),
             };
             usage.emit(crate::usage::Event {
                 time_ms: crate::usage::now_ms(),
