@@ -76,11 +76,12 @@ fn sample_paths(config: &crate::config::Config) -> Vec<String> {
             .collect();
         names.sort();
         for n in names {
-            let encoded = percent_encoding::utf8_percent_encode(&n, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
-                .replace("%2E", ".")
-                .replace("%2D", "-")
-                .replace("%5F", "_");
+            let encoded =
+                percent_encoding::utf8_percent_encode(&n, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+                    .replace("%2E", ".")
+                    .replace("%2D", "-")
+                    .replace("%5F", "_");
             let path = format!("{base}/{encoded}");
             if !out.contains(&path) {
                 out.push(path);

@@ -57,7 +57,8 @@ pub struct State {
 }
 
 /// Response headers the try-it page reads across origins.
-const CORS_EXPOSE: &str = "X-Cache-Status, Content-Type, Content-Length, Server-Timing, X-Transform-Ms";
+const CORS_EXPOSE: &str =
+    "X-Cache-Status, Content-Type, Content-Length, Server-Timing, X-Transform-Ms";
 
 pub struct ImgEdge {
     pub state: &'static State,
@@ -723,7 +724,8 @@ impl ProxyHttp for ImgEdge {
         // header before the transform runs, so it cannot carry this).
         if ctx.planned.is_some() && ctx.cache_enabled && label != "MISS" && label != "BYPASS" {
             if let Some(ms) = self.state.transformer.recorded_duration(&ctx.lb_key) {
-                upstream_response.insert_header("Server-Timing", format!("transform;dur={ms:.1}"))?;
+                upstream_response
+                    .insert_header("Server-Timing", format!("transform;dur={ms:.1}"))?;
                 upstream_response.insert_header("X-Transform-Ms", format!("{ms:.1}"))?;
             }
         }

@@ -39,7 +39,9 @@ fn find_binary(names: &[&str]) -> PathBuf {
 }
 
 impl Browser {
-    fn start(width: u32, height: u32) -> Browser {
+    /// A desktop window of `width` x `height`, or with `phone`, Chrome's mobile emulation at that
+    /// viewport (a headless window cannot be narrower than 500 px).
+    fn start(width: u32, height: u32, phone: bool) -> Browser {
         let port = free_port();
         let driver = Command::new(find_binary(&["chromedriver"]))
             .arg(format!("--port={port}"))
@@ -53,14 +55,20 @@ impl Browser {
             (r.status() == 200).then_some(())
         });
         let chromium = find_binary(&["chromium", "chromium-browser"]);
+        let mut options = json!({
+            "binary": chromium.to_string_lossy(),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--hide-scrollbars",
+                     format!("--window-size={width},{height}")]
+        });
+        if phone {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": true}
+            });
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium.to_string_lossy(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--hide-scrollbars",
-                         format!("--window-size={width},{height}")]
-            }
+            "goog:chromeOptions": options
         }}});
         let mut b = Browser {
             driver,
@@ -215,7 +223,7 @@ fn samples_edge() -> Edge {
 #[test]
 fn page_shows_what_the_proxy_returns() {
     let edge = samples_edge();
-    let browser = Browser::start(1280, 1000);
+    let browser = Browser::start(1280, 1050, false);
     browser.goto(&edge.admin_url("/?path=/meadow.jpg"));
     // The first sample at the page's default width.
     browser.wait_result(&["width=400"]);
@@ -223,7 +231,10 @@ fn page_shows_what_the_proxy_returns() {
     browser.type_into("#width", "240");
     browser.click("#format option[value='webp']");
     let url = browser.wait_result(&["width=240", "format=webp"]);
-    assert_eq!(browser.js("return document.getElementById('url').value;"), url);
+    assert_eq!(
+        browser.js("return document.getElementById('url').value;"),
+        url
+    );
 
     let dims = browser.text("#res-dims");
     let format = browser.text("#res-format");
@@ -242,7 +253,9 @@ fn page_shows_what_the_proxy_returns() {
     assert_eq!(dims, format!("{} × {}", img.width(), img.height()));
     // Shown as "7,444 B (7.3 KiB)".
     assert!(
-        bytes.replace(',', "").starts_with(&format!("{} B", r.body.len())),
+        bytes
+            .replace(',', "")
+            .starts_with(&format!("{} B", r.body.len())),
         "{bytes} vs {}",
         r.body.len()
     );
@@ -275,7 +288,7 @@ fn page_shows_what_the_proxy_returns() {
 #[test]
 fn page_is_readable_on_a_phone() {
     let edge = samples_edge();
-    let browser = Browser::start(390, 844);
+    let browser = Browser::start(390, 844, true);
     browser.goto(&edge.admin_url("/?path=/seeding.jpg"));
     browser.wait_result(&["width=400"]);
     // Nothing wider than the screen: no sideways scrolling.
@@ -287,8 +300,15 @@ fn page_is_readable_on_a_phone() {
         v[1].as_f64().unwrap(),
         v[2].as_f64().unwrap(),
     );
-    assert!(scroll <= inner, "page {scroll}px wide on a {inner}px screen");
-    assert!(img_right <= inner, "result image overflows: {img_right} > {inner}");
+    assert_eq!(inner, 390.0, "the phone's viewport");
+    assert!(
+        scroll <= inner,
+        "page {scroll}px wide on a {inner}px screen"
+    );
+    assert!(
+        img_right <= inner,
+        "result image overflows: {img_right} > {inner}"
+    );
     browser.screenshot("playground-phone.png");
 }
 
@@ -300,9 +320,17 @@ fn cors_only_for_the_admin_origin_and_page_can_be_turned_off() {
         &edge.url("/meadow.jpg?width=50"),
         &[("Origin", admin_origin.as_str())],
     );
-    assert_eq!(r.header("access-control-allow-origin"), Some(admin_origin.as_str()));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some(admin_origin.as_str())
+    );
     let exposed = r.header("access-control-expose-headers").unwrap_or("");
-    for h in ["X-Cache-Status", "Server-Timing", "Content-Type", "Content-Length"] {
+    for h in [
+        "X-Cache-Status",
+        "Server-Timing",
+        "Content-Type",
+        "Content-Length",
+    ] {
         assert!(exposed.contains(h), "{exposed}");
     }
     assert!(r.header("vary").unwrap_or("").contains("Origin"));
@@ -320,18 +348,26 @@ fn cors_only_for_the_admin_origin_and_page_can_be_turned_off() {
         &[("Origin", "http://evil.example")],
     );
     assert!(other.header("access-control-allow-origin").is_none());
-    assert!(get(&edge.url("/meadow.jpg")).header("access-control-allow-origin").is_none());
+    assert!(get(&edge.url("/meadow.jpg"))
+        .header("access-control-allow-origin")
+        .is_none());
     // Errors answered by the proxy itself carry them too (the page shows the reason).
     let bad = get_with(
         &edge.url("/meadow.jpg?width=-1"),
         &[("Origin", admin_origin.as_str())],
     );
     assert_eq!(bad.status, 400);
-    assert_eq!(bad.header("access-control-allow-origin"), Some(admin_origin.as_str()));
+    assert_eq!(
+        bad.header("access-control-allow-origin"),
+        Some(admin_origin.as_str())
+    );
     // The page and its settings.
     let page = get(&edge.admin_url("/"));
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     let cfg: serde_json::Value =
         serde_json::from_slice(&get(&edge.admin_url("/playground/config.json")).body).unwrap();
     assert_eq!(cfg["proxy"], format!("http://127.0.0.1:{}", edge.port));
@@ -345,7 +381,6 @@ fn cors_only_for_the_admin_origin_and_page_can_be_turned_off() {
     for s in &samples {
         assert_eq!(get(&edge.url(s)).status, 200, "sample {s}");
     }
-
 }
 
 fn samples_config() -> String {
@@ -379,6 +414,12 @@ fn extra_origins_and_playground_off() {
     assert_eq!(get(&off.admin_url("/playground/config.json")).status, 404);
     assert_eq!(get(&off.admin_url("/healthz")).status, 200);
     let admin_origin = format!("http://127.0.0.1:{}", off.admin_port);
-    let r = get_with(&off.url("/meadow.jpg"), &[("Origin", admin_origin.as_str())]);
-    assert!(r.header("access-control-allow-origin").is_none(), "no page, no CORS");
+    let r = get_with(
+        &off.url("/meadow.jpg"),
+        &[("Origin", admin_origin.as_str())],
+    );
+    assert!(
+        r.header("access-control-allow-origin").is_none(),
+        "no page, no CORS"
+    );
 }

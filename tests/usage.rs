@@ -13,8 +13,14 @@ fn sha(s: &str) -> String {
 
 fn origin() -> Origin {
     let o = Origin::start();
-    o.route("/img/a.jpg", Reply::ok("image/jpeg", fixture("meadow_640.jpg")));
-    o.route("/raw/a.jpg", Reply::ok("image/jpeg", fixture("meadow_640.jpg")));
+    o.route(
+        "/img/a.jpg",
+        Reply::ok("image/jpeg", fixture("meadow_640.jpg")),
+    );
+    o.route(
+        "/raw/a.jpg",
+        Reply::ok("image/jpeg", fixture("meadow_640.jpg")),
+    );
     o
 }
 
@@ -48,10 +54,7 @@ fn entries(redis: &Redis, stream: &str) -> Vec<Entry> {
         .unwrap();
     raw.into_iter()
         .map(|(id, kv)| {
-            let m = kv
-                .chunks(2)
-                .map(|c| (c[0].clone(), c[1].clone()))
-                .collect();
+            let m = kv.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
             (id, m)
         })
         .collect()
@@ -100,7 +103,10 @@ fn every_request_produces_an_event_with_its_fields() {
     let f = |i: usize, k: &str| ev[i].1.get(k).cloned().unwrap_or_default();
     for (i, (_, e)) in ev.iter().enumerate() {
         let ts: u64 = e["ts"].parse().unwrap();
-        assert!(ts >= t0 && ts <= imgedge::usage::now_ms(), "event {i} ts {ts}");
+        assert!(
+            ts >= t0 && ts <= imgedge::usage::now_ms(),
+            "event {i} ts {ts}"
+        );
         assert_eq!(e["method"], "GET");
         assert_eq!(e["client"], "127.0.0.1");
     }
@@ -113,7 +119,9 @@ fn every_request_produces_an_event_with_its_fields() {
     assert_eq!(f(0, "status"), "200");
     assert_eq!(f(0, "cache"), "MISS");
     assert_eq!(f(0, "bytes"), miss.body.len().to_string());
-    let ms: f64 = f(0, "transform_ms").parse().expect("transform_ms on a miss");
+    let ms: f64 = f(0, "transform_ms")
+        .parse()
+        .expect("transform_ms on a miss");
     assert!(ms > 0.0);
     // The hit: no transform ran.
     assert_eq!(f(1, "cache"), "HIT");
@@ -129,9 +137,15 @@ fn every_request_produces_an_event_with_its_fields() {
     assert_eq!(f(2, "cache"), "BYPASS");
     assert_eq!(f(2, "bytes"), fixture("meadow_640.jpg").len().to_string());
     // Refused and unrouted requests are events too.
-    assert_eq!((f(3, "status"), f(3, "route")), ("400".into(), "/img".into()));
+    assert_eq!(
+        (f(3, "status"), f(3, "route")),
+        ("400".into(), "/img".into())
+    );
     assert_eq!(f(3, "bytes"), bad.body.len().to_string());
-    assert_eq!((f(4, "status"), f(4, "route")), ("404".into(), "none".into()));
+    assert_eq!(
+        (f(4, "status"), f(4, "route")),
+        ("404".into(), "none".into())
+    );
     assert_eq!((f(5, "org"), f(5, "status")), ("-".into(), "200".into()));
     assert_eq!(published(&edge), 6.0);
     assert_eq!(dropped(&edge), 0.0);
@@ -183,7 +197,14 @@ fn usage_command_totals_match_the_requests_and_resume() {
     });
 
     let url = redis.url();
-    let base = ["--redis-url", url.as_str(), "--stream", "tot", "--since", "1h"];
+    let base = [
+        "--redis-url",
+        url.as_str(),
+        "--stream",
+        "tot",
+        "--since",
+        "1h",
+    ];
     let run = |extra: &[&str]| {
         let mut a: Vec<&str> = base.to_vec();
         a.extend_from_slice(extra);
@@ -194,7 +215,10 @@ fn usage_command_totals_match_the_requests_and_resume() {
     assert_eq!(t["requests"], 7, "{r}");
     assert_eq!(t["bytes"], bytes.get(), "{r}");
     assert_eq!(t["transforms"], 1, "{r}");
-    assert_eq!((t["hits"].as_u64(), t["misses"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (t["hits"].as_u64(), t["misses"].as_u64()),
+        (Some(3), Some(2))
+    );
     assert!((t["hit_ratio"].as_f64().unwrap() - 0.6).abs() < 1e-9, "{r}");
     let g = &r["groups"];
     assert_eq!(g["acme"]["requests"], 3);
@@ -253,7 +277,10 @@ fn usage_command_totals_match_the_requests_and_resume() {
         .query(&mut conn(&redis))
         .unwrap();
     let r = run(&["--consumer", "c1"]);
-    assert_eq!((r["total"]["requests"].as_u64(), r["skipped"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (r["total"]["requests"].as_u64(), r["skipped"].as_u64()),
+        (Some(0), Some(1))
+    );
 
     // A fresh group starts at the --since time: everything above is within the last hour.
     let fresh = run(&["--group", "billing", "--consumer", "b1"]);
@@ -269,7 +296,11 @@ fn usage_command_totals_match_the_requests_and_resume() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("stream tot"), "{text}");
     let total = text.lines().find(|l| l.starts_with("total")).unwrap();
     let cols: Vec<&str> = total.split_whitespace().collect();

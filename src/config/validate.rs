@@ -371,12 +371,18 @@ fn playground_origins(admin: &str, extra: Vec<String>, errs: &mut Errors) -> Vec
 fn validate_usage(u: RawUsage, errs: &mut Errors) -> UsageSettings {
     let redis_url = match u.redis_url {
         None => {
-            errs.add("usage.redis_url", "is required (e.g. \"redis://127.0.0.1:6379\")");
+            errs.add(
+                "usage.redis_url",
+                "is required (e.g. \"redis://127.0.0.1:6379\")",
+            );
             String::new()
         }
         Some(url) => {
             if let Err(e) = redis::Client::open(url.as_str()) {
-                errs.add("usage.redis_url", format!("{url:?} is not a Redis URL: {e}"));
+                errs.add(
+                    "usage.redis_url",
+                    format!("{url:?} is not a Redis URL: {e}"),
+                );
             }
             url
         }
@@ -855,6 +861,36 @@ mod tests {
         assert_eq!(c.listen, vec![defaults::LISTEN]);
         assert_eq!(c.cache.memory_bytes, defaults::CACHE_MEMORY_BYTES);
         assert!(c.routes[0].cache);
+        assert!(c.admin.playground);
+        assert!(c.usage.is_none());
+    }
+
+    #[test]
+    fn playground_origins_and_usage_defaults() {
+        let c = parse_str(
+            "admin: {listen: \"127.0.0.1:9180\", playground_origins: [\"https://a.example.com/\"]}\nupstreams: {origin: {peers: [\"127.0.0.1:8081\"]}}\nroutes: [{prefix: /, upstream: origin}]\nusage: {redis_url: \"redis://127.0.0.1:6379\"}\n",
+        )
+        .unwrap();
+        for o in [
+            "http://127.0.0.1:9180",
+            "http://localhost:9180",
+            "http://[::1]:9180",
+            "https://a.example.com",
+        ] {
+            assert!(c.admin.playground_origins.iter().any(|x| x == o), "{o}");
+        }
+        let u = c.usage.unwrap();
+        assert_eq!(u.stream, defaults::USAGE_STREAM);
+        assert_eq!(u.maxlen, defaults::USAGE_MAXLEN);
+        assert_eq!(u.batch_size, defaults::USAGE_BATCH_SIZE);
+        assert_eq!(u.buffer_size, defaults::USAGE_BUFFER_SIZE);
+        assert_eq!(u.flush_interval, defaults::USAGE_FLUSH_INTERVAL);
+        // A public admin address is its own origin, without the loopback names.
+        let c = parse_str(
+            "admin: {listen: \"10.1.2.3:9180\"}\nupstreams: {origin: {peers: [\"127.0.0.1:8081\"]}}\nroutes: [{prefix: /, upstream: origin}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.admin.playground_origins, vec!["http://10.1.2.3:9180"]);
     }
 
     #[test]

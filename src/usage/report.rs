@@ -117,7 +117,10 @@ fn text(v: &Value) -> Option<String> {
 fn entries(reply: Value) -> Vec<Entry> {
     let streams = match reply {
         Value::Array(s) => s,
-        Value::Map(m) => m.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
         _ => return Vec::new(),
     };
     let mut out = Vec::new();
@@ -127,7 +130,9 @@ fn entries(reply: Value) -> Vec<Entry> {
             continue;
         };
         for item in items {
-            let Value::Array(mut idf) = item else { continue };
+            let Value::Array(mut idf) = item else {
+                continue;
+            };
             if idf.len() != 2 {
                 continue;
             }
@@ -310,7 +315,11 @@ mod tests {
             by: Some("org"),
             ..Default::default()
         };
-        r.take("1-0", &ev("acme", "MISS", 10, "5.5", 150), Some(GroupBy::Org));
+        r.take(
+            "1-0",
+            &ev("acme", "MISS", 10, "5.5", 150),
+            Some(GroupBy::Org),
+        );
         r.take("2-0", &ev("acme", "HIT", 10, "-", 160), Some(GroupBy::Org));
         r.take("3-0", &ev("-", "BYPASS", 7, "-", 170), Some(GroupBy::Org));
         r.take("4-0", &ev("acme", "HIT", 99, "-", 50), Some(GroupBy::Org));
