@@ -212,6 +212,7 @@ impl Writer {
             match self.write(&mut conn, &batch).await {
                 Ok(()) => {
                     metrics::published(batch.len() as u64);
+                    metrics::buffered(rx.len());
                     if let Some(since) = failing_since.take() {
                         log::info!(
                             "usage: redis {} reachable again after {:.1}s; writing buffered events",
