@@ -1,4 +1,5 @@
-//! The admin listener: `GET /healthz` and `GET /metrics`.
+//! The admin listener: `GET /healthz`, `/metrics`, `/quota`, and the try-it page at `/` with
+//! its settings at `/playground/config.json` (unless `admin.playground: false`).
 
 use crate::metrics;
 use crate::proxy::State;
@@ -9,6 +10,88 @@ use pingora::protocols::http::ServerSession;
 
 pub struct Admin {
     pub state: &'static State,
+    /// `None` when `admin.playground: false`.
+    pub playground: Option<Playground>,
+}
+
+/// The try-it page (plain HTML/CSS/JS, no build step) and what it needs to know.
+const PLAYGROUND_HTML: &str = include_str!("admin/playground.html");
+/// Most sample paths listed on the page.
+const MAX_SAMPLES: usize = 50;
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "avif"];
+
+pub struct Playground {
+    /// `/playground/config.json`, built once at start-up.
+    config_json: Vec<u8>,
+}
+
+impl Playground {
+    pub fn new(config: &crate::config::Config) -> Playground {
+        let first = config.listen.first().map(String::as_str).unwrap_or("");
+        // A wildcard listener is reached under whatever host the browser used for the admin.
+        let (proxy, port) = match first.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_unspecified() => (None, Some(a.port())),
+            Ok(a) => (Some(format!("http://{a}")), Some(a.port())),
+            Err(_) => (None, None),
+        };
+        let body = serde_json::json!({
+            "proxy": proxy,
+            "proxy_port": port,
+            "samples": sample_paths(config),
+        });
+        Playground {
+            config_json: body.to_string().into_bytes(),
+        }
+    }
+}
+
+/// Image files served by `dir` upstreams on host-less routes, as request paths.
+fn sample_paths(config: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for route in config.routes.iter().filter(|r| r.host.is_none()) {
+        let Some(up) = config.upstreams.get(route.upstream) else {
+            continue;
+        };
+        let crate::config::UpstreamKind::Dir(root) = &up.kind else {
+            continue;
+        };
+        let base = route.prefix.trim_end_matches('/');
+        let dir = if route.strip_prefix {
+            root.clone()
+        } else {
+            root.join(base.trim_start_matches('/'))
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                n.rsplit_once('.').is_some_and(|(_, ext)| {
+                    IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
+                })
+            })
+            .collect();
+        names.sort();
+        for n in names {
+            let encoded =
+                percent_encoding::utf8_percent_encode(&n, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+                    .replace("%2E", ".")
+                    .replace("%2D", "-")
+                    .replace("%5F", "_");
+            let path = format!("{base}/{encoded}");
+            if !out.contains(&path) {
+                out.push(path);
+            }
+            if out.len() >= MAX_SAMPLES {
+                return out;
+            }
+        }
+    }
+    out
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -53,12 +136,35 @@ impl ServeHttp for Admin {
                 b"GET only\n".to_vec(),
             );
         }
-        match req.uri.path() {
-            "/healthz" => {
+        match (req.uri.path(), &self.playground) {
+            ("/", Some(_)) => {
+                let mut r = reply(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    PLAYGROUND_HTML.as_bytes().to_vec(),
+                );
+                let h = r.headers_mut();
+                // Only inline code of its own; images and fetches go to the proxy.
+                h.insert(
+                    "Content-Security-Policy",
+                    http::HeaderValue::from_static(
+                        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src * blob: data:; connect-src *; base-uri 'none'; form-action 'none'",
+                    ),
+                );
+                h.insert(
+                    "X-Content-Type-Options",
+                    http::HeaderValue::from_static("nosniff"),
+                );
+                r
+            }
+            ("/playground/config.json", Some(p)) => {
+                reply(StatusCode::OK, "application/json", p.config_json.clone())
+            }
+            ("/healthz", _) => {
                 let (status, body) = self.healthz();
                 reply(status, "text/plain; charset=utf-8", body.into_bytes())
             }
-            "/quota" => {
+            ("/quota", _) => {
                 let key = req
                     .uri
                     .query()
@@ -91,7 +197,7 @@ impl ServeHttp for Admin {
                 let body = serde_json::json!({ "key": key, "limits": items }).to_string();
                 reply(StatusCode::OK, "application/json", body.into_bytes())
             }
-            "/metrics" => {
+            ("/metrics", _) => {
                 let (ct, body) = metrics::render(
                     &self.state.pools,
                     self.state.cache.storage,

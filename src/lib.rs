@@ -13,3 +13,4 @@ pub mod server;
 pub mod signing;
 pub mod transform;
 pub mod upstream;
+pub mod usage;

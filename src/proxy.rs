@@ -20,8 +20,9 @@
 //! upstream_response_body_filter buffer the source; at end of stream transform it on the
 //!                         pool; what it leaves in the body is what is cached (transform::run)
 //! response_cache_filter . Cache-Control / Expires / default TTL         (cache::Cache)
-//! response_filter ....... X-Cache-Status, RateLimit headers  <─────────┘
-//! logging ............... metrics + one access-log line
+//! response_filter ....... X-Cache-Status, RateLimit headers, CORS for  <─┘
+//!                         the try-it page, Server-Timing on transformed hits
+//! logging ............... metrics + one access-log line + a usage event    (usage::Publisher)
 //! ```
 
 use crate::cache::{self, Cache};
@@ -50,7 +51,15 @@ pub struct State {
     pub transformer: Transformer,
     pub limiter: Limiter,
     pub access_log: bool,
+    /// Usage events (`usage:` section), when configured.
+    pub usage: Option<crate::usage::Publisher>,
+    /// Browser origins answered with CORS headers (the try-it page's); empty: none.
+    pub cors_origins: Vec<String>,
 }
+
+/// Response headers the try-it page reads across origins.
+const CORS_EXPOSE: &str =
+    "X-Cache-Status, Content-Type, Content-Length, Server-Timing, X-Transform-Ms";
 
 pub struct ImgEdge {
     pub state: &'static State,
@@ -88,6 +97,10 @@ pub struct Ctx {
     _inflight: Option<InflightGuard>,
     /// RateLimit-Policy / RateLimit headers for the response.
     limit_headers: Vec<(String, String)>,
+    /// Time the transform of this response took (misses that transformed).
+    transform_ms: Option<f64>,
+    /// `Access-Control-Allow-Origin` value, when the request's Origin is allowed.
+    cors: Option<String>,
 }
 
 struct Transforming {
@@ -114,25 +127,69 @@ fn request_host(req: &RequestHeader) -> String {
     routes::host_only(raw)
 }
 
+/// The allowed-origin value for a request's `Origin` (`*` when every origin is allowed).
+fn cors_origin(allowed: &[String], req: &RequestHeader) -> Option<String> {
+    if allowed.is_empty() {
+        return None;
+    }
+    let origin = req.headers.get(http::header::ORIGIN)?.to_str().ok()?;
+    if allowed.iter().any(|a| a == "*") {
+        return Some("*".into());
+    }
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(origin))
+        .then(|| origin.to_string())
+}
+
+/// CORS headers so a page on an allowed origin can read the response and its headers.
+fn add_cors(resp: &mut ResponseHeader, origin: &str) -> Result<()> {
+    resp.insert_header("Access-Control-Allow-Origin", origin)?;
+    resp.insert_header("Access-Control-Expose-Headers", CORS_EXPOSE)?;
+    resp.insert_header("Timing-Allow-Origin", origin)?;
+    if origin != "*" {
+        let vary = match resp
+            .headers
+            .get(http::header::VARY)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(v) if v.to_ascii_lowercase().contains("origin") => v.to_string(),
+            Some(v) => format!("{v}, Origin"),
+            None => "Origin".to_string(),
+        };
+        resp.insert_header(http::header::VARY, vary)?;
+    }
+    Ok(())
+}
+
 /// Writes a short plain-text answer (a one-line reason) and ends the request.
-pub async fn respond_text(session: &mut Session, status: u16, body: &str) -> Result<()> {
-    respond_with(session, status, body, &[]).await
+pub async fn respond_text(
+    session: &mut Session,
+    cors: Option<&str>,
+    status: u16,
+    body: &str,
+) -> Result<()> {
+    respond_with(session, cors, status, body, &[]).await
 }
 
 /// Like [`respond_text`], with extra headers.
 pub async fn respond_with(
     session: &mut Session,
+    cors: Option<&str>,
     status: u16,
     body: &str,
     headers: &[(String, String)],
 ) -> Result<()> {
     let body = Bytes::from(format!("{body}\n"));
-    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
+    let mut resp = ResponseHeader::build(status, Some(7 + headers.len()))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header("X-Cache-Status", "BYPASS")?;
     for (k, v) in headers {
         resp.insert_header(k.clone(), v.as_str())?;
+    }
+    if let Some(origin) = cors {
+        add_cors(&mut resp, origin)?;
     }
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
@@ -161,9 +218,12 @@ fn error_status(e: &Error, upstream_chosen: bool) -> u16 {
 }
 
 /// 503 with `Retry-After` when the transform pool and its queue are full.
-async fn respond_busy(session: &mut Session) -> Result<()> {
+async fn respond_busy(session: &mut Session, cors: Option<&str>) -> Result<()> {
     let body = Bytes::from_static(b"busy: the transform queue is full, retry shortly\n");
-    let mut resp = ResponseHeader::build(503, Some(5))?;
+    let mut resp = ResponseHeader::build(503, Some(8))?;
+    if let Some(origin) = cors {
+        add_cors(&mut resp, origin)?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::RETRY_AFTER, "1")?;
@@ -255,7 +315,8 @@ impl ImgEdge {
             match limiter.identify(&session.req_header().headers, peer) {
                 Ok(id) => ctx.identity = Some(id),
                 Err(e) => {
-                    respond_text(session, e.status(), &format!("unauthorized: {e}")).await?;
+                    let msg = format!("unauthorized: {e}");
+                    respond_text(session, ctx.cors.as_deref(), e.status(), &msg).await?;
                     return Ok(true);
                 }
             }
@@ -281,13 +342,14 @@ impl ImgEdge {
                 let body = format!(
                     "too many requests: rate limit {policy:?} exceeded, retry in {retry_after_secs}s"
                 );
-                respond_with(session, 429, &body, &headers).await?;
+                respond_with(session, ctx.cors.as_deref(), 429, &body, &headers).await?;
                 Ok(true)
             }
             Decision::Unavailable { reason } => {
                 let headers = [("Retry-After".to_string(), "1".to_string())];
                 respond_with(
                     session,
+                    ctx.cors.as_deref(),
                     503,
                     &format!("service unavailable: {reason}"),
                     &headers,
@@ -312,11 +374,12 @@ impl ProxyHttp for ImgEdge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let req = session.req_header();
+        ctx.cors = cors_origin(&self.state.cors_origins, req);
         let host = request_host(req);
         let path = req.uri.path();
         let Some((idx, route)) = self.state.router.find(&host, path) else {
             let msg = format!("no route for host {host:?} and path {path:?}");
-            respond_text(session, 404, &msg).await?;
+            respond_text(session, ctx.cors.as_deref(), 404, &msg).await?;
             return Ok(true);
         };
         ctx.route = Some(idx);
@@ -328,14 +391,20 @@ impl ProxyHttp for ImgEdge {
             Ok(p) => p.map(Box::new),
             Err(e) => {
                 let msg = format!("invalid transform parameter: {e}");
-                respond_text(session, 400, &msg).await?;
+                respond_text(session, ctx.cors.as_deref(), 400, &msg).await?;
                 return Ok(true);
             }
         };
         if let Some(p) = &planned {
             if let Err(e) = self.state.transformer.verify_signature(path, p) {
                 log::info!("refused {}: {e}", req.uri);
-                respond_text(session, 403, &format!("forbidden: {e}")).await?;
+                respond_text(
+                    session,
+                    ctx.cors.as_deref(),
+                    403,
+                    &format!("forbidden: {e}"),
+                )
+                .await?;
                 return Ok(true);
             }
         }
@@ -414,7 +483,7 @@ impl ProxyHttp for ImgEdge {
                 .transforms_refused
                 .with_label_values(&["remembered"])
                 .inc();
-            respond_text(session, status, &reason).await?;
+            respond_text(session, ctx.cors.as_deref(), status, &reason).await?;
             return Ok(false);
         }
         match t.reserve() {
@@ -427,7 +496,7 @@ impl ProxyHttp for ImgEdge {
                     .transforms_refused
                     .with_label_values(&["queue_full"])
                     .inc();
-                respond_busy(session).await?;
+                respond_busy(session, ctx.cors.as_deref()).await?;
                 Ok(false)
             }
         }
@@ -616,9 +685,16 @@ impl ProxyHttp for ImgEdge {
         match result {
             Ok(out) => {
                 let m = &*METRICS;
+                let took = started.elapsed();
                 m.transform_duration
                     .with_label_values(&[format])
-                    .observe(started.elapsed().as_secs_f64());
+                    .observe(took.as_secs_f64());
+                let ms = took.as_secs_f64() * 1000.0;
+                ctx.transform_ms = Some(ms);
+                // The header of this miss is already gone: hits of the entry report it.
+                if ctx.cache_enabled {
+                    self.state.transformer.record_duration(&ctx.lb_key, ms);
+                }
                 m.transform_source_bytes.inc_by(source_len as u64);
                 m.transform_output_bytes
                     .with_label_values(&[format])
@@ -707,6 +783,18 @@ impl ProxyHttp for ImgEdge {
         for (k, v) in ctx.limit_headers.drain(..) {
             upstream_response.insert_header(k, v)?;
         }
+        // A transformed entry served from the cache: how long making it took (a miss sends its
+        // header before the transform runs, so it cannot carry this).
+        if ctx.planned.is_some() && ctx.cache_enabled && label != "MISS" && label != "BYPASS" {
+            if let Some(ms) = self.state.transformer.recorded_duration(&ctx.lb_key) {
+                upstream_response
+                    .insert_header("Server-Timing", format!("transform;dur={ms:.1}"))?;
+                upstream_response.insert_header("X-Transform-Ms", format!("{ms:.1}"))?;
+            }
+        }
+        if let Some(origin) = &ctx.cors {
+            add_cors(upstream_response, origin)?;
+        }
         Ok(())
     }
 
@@ -729,7 +817,18 @@ impl ProxyHttp for ImgEdge {
                 _ => format!("internal error ({})", e.etype().as_str()),
             };
             let body = Bytes::from(format!("{reason}\n"));
-            if let Err(we) = session.respond_error_with_body(code, body).await {
+            let mut resp = pingora_core::protocols::http::ServerSession::generate_error(code);
+            let prepared = resp
+                .set_content_length(body.len())
+                .and_then(|_| match &ctx.cors {
+                    Some(origin) => add_cors(&mut resp, origin),
+                    None => Ok(()),
+                });
+            let sent = match prepared {
+                Ok(()) => session.write_error_response(resp, body).await,
+                Err(e) => Err(e),
+            };
+            if let Err(we) = sent {
                 log::debug!("cannot send error response: {we}");
             }
         }
@@ -770,6 +869,39 @@ impl ProxyHttp for ImgEdge {
                     .with_label_values(&[pool.name.as_str(), peer, "proxy"])
                     .inc();
             }
+        }
+        if let Some(usage) = &self.state.usage {
+            let req = session.req_header();
+            let ip = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let client = ip.map_or_else(|| "-".into(), |ip| ip.to_string());
+            // Without rate-limit policies the client was not identified yet: API keys and
+            // tokens still name the org to bill (an unknown credential counts as anonymous).
+            let identity = match ctx.identity.take() {
+                Some(id) => Some(id),
+                None => ip.and_then(|ip| self.state.limiter.identify(&req.headers, ip).ok()),
+            };
+            let (org, key, client) = match identity {
+                // client_ip honours X-Forwarded-For from trusted proxies.
+                Some(id) => (id.org.clone(), id.tier_key(), id.client_ip.to_string()),
+                None => (None, client.clone(), client),
+            };
+            usage.emit(crate::usage::Event {
+                time_ms: crate::usage::now_ms(),
+                org,
+                key,
+                client,
+                route: route.to_string(),
+                method: req.method.as_str().to_string(),
+                path: req.uri.path().to_string(),
+                transform: ctx.planned.as_ref().map(|p| p.canonical.clone()),
+                status,
+                cache: cache_status.clone(),
+                bytes: bytes as u64,
+                transform_ms: ctx.transform_ms,
+            });
         }
         if self.state.access_log {
             let req = session.req_header();

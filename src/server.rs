@@ -20,6 +20,8 @@ pub enum StartError {
     Upstream(#[from] upstream::BuildError),
     #[error("tls listener: {0}")]
     Tls(#[from] Box<pingora_error::Error>),
+    #[error("usage events: {0}")]
+    Usage(#[from] crate::usage::UsageError),
 }
 
 fn server_conf(c: &Config) -> ServerConf {
@@ -51,6 +53,17 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     server.bootstrap();
 
     let built = upstream::build(&config)?;
+    let (usage, usage_writer) = match &config.usage {
+        Some(u) => {
+            let (p, w) = crate::usage::Publisher::new(u)?;
+            (Some(p), Some(w))
+        }
+        None => (None, None),
+    };
+    let playground = config
+        .admin
+        .playground
+        .then(|| crate::admin::Playground::new(&config));
     let state: &'static State = Box::leak(Box::new(State {
         router: Router::new(config.routes.clone()),
         pools: built.pools,
@@ -58,6 +71,12 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         transformer: Transformer::new(&config.transform),
         limiter: crate::limits::Limiter::new(&config.limits),
         access_log: config.log.access,
+        usage,
+        cors_origins: if config.admin.playground {
+            config.admin.playground_origins.clone()
+        } else {
+            Vec::new()
+        },
     }));
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
@@ -80,7 +99,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     }
     let mut admin = Service::new(
         "imgedge admin".to_string(),
-        HttpServer::new_app(Admin { state }),
+        HttpServer::new_app(Admin { state, playground }),
     );
     admin.add_tcp(&config.admin.listen);
 
@@ -88,6 +107,12 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     server.add_service(admin);
     for svc in built.services {
         server.add_boxed_service(svc);
+    }
+    if let Some(w) = usage_writer {
+        server.add_service(pingora::services::background::background_service(
+            "usage events",
+            w,
+        ));
     }
     Ok(server)
 }

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Most failed sources remembered at once (oldest dropped first).
 const MAX_FAILURES: usize = 10_000;
+/// Transform times remembered for cached variants (least recently used dropped first).
+const MAX_DURATIONS: usize = 16_384;
 
 /// What one request asks for.
 #[derive(Debug, Clone)]
@@ -97,6 +99,9 @@ pub struct Transformer {
     failure_ttl: Duration,
     failures: Mutex<HashMap<String, Remembered>>,
     signer: Option<Signer>,
+    /// Cache key -> milliseconds the transform that made the entry took (for `Server-Timing`).
+    durations: Mutex<lru::LruCache<u64, f32>>,
+    hasher: ahash::RandomState,
 }
 
 impl Transformer {
@@ -119,7 +124,23 @@ impl Transformer {
             failure_ttl: s.failure_ttl,
             failures: Mutex::new(HashMap::new()),
             signer: s.signing.clone().map(Signer::new),
+            durations: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(MAX_DURATIONS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+            hasher: ahash::RandomState::new(),
         }
+    }
+
+    /// Remembers how long the transform stored under this cache key took.
+    pub fn record_duration(&self, cache_key: &[u8], ms: f64) {
+        let h = self.hasher.hash_one(cache_key);
+        self.durations.lock().put(h, ms as f32);
+    }
+
+    /// How long the transform of the entry under this cache key took, when this process made it.
+    pub fn recorded_duration(&self, cache_key: &[u8]) -> Option<f64> {
+        let h = self.hasher.hash_one(cache_key);
+        self.durations.lock().get(&h).map(|ms| *ms as f64)
     }
 
     /// Parses the query; `Ok(None)` when it has no transform parameter (pass-through).

@@ -59,3 +59,17 @@ pub const SIGNING_REQUIRED: bool = true;
 pub const TLS_H2: bool = true;
 /// How long a failed transform of a source is answered up front without asking the origin.
 pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);
+
+pub const ADMIN_PLAYGROUND: bool = true;
+
+pub const USAGE_STREAM: &str = "imgedge:usage";
+/// Approximate cap on the stream length (`XADD MAXLEN ~`): about a day at ~12 requests/s.
+pub const USAGE_MAXLEN: u64 = 1_000_000;
+/// Events per pipelined `XADD` batch.
+pub const USAGE_BATCH_SIZE: usize = 500;
+/// Events held in memory while Redis is slow or down; beyond it events are dropped (counted).
+pub const USAGE_BUFFER_SIZE: usize = 100_000;
+/// A partial batch is sent after this long.
+pub const USAGE_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Connect and command timeout for the usage Redis.
+pub const USAGE_TIMEOUT: Duration = Duration::from_secs(2);

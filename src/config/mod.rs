@@ -25,6 +25,8 @@ pub struct Config {
     pub transform: TransformSettings,
     /// Rate limits (validated by `crate::limits::validate`).
     pub limits: crate::limits::LimitSettings,
+    /// `None`: no usage events.
+    pub usage: Option<UsageSettings>,
     pub log: LogSettings,
     /// HTTPS listeners (`tls`), when configured.
     pub tls: Option<TlsListeners>,
@@ -58,6 +60,22 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: String,
+    /// The try-it page at `/` of the admin listener.
+    pub playground: bool,
+    /// Browser origins the proxy answers CORS for (the page fetches through the proxy).
+    pub playground_origins: Vec<String>,
+}
+
+/// Usage events published to a Redis Stream (`usage:` section).
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    pub redis_url: String,
+    pub stream: String,
+    pub maxlen: u64,
+    pub batch_size: usize,
+    pub buffer_size: usize,
+    pub flush_interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

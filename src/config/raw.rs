@@ -26,6 +26,8 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub playground: Option<bool>,
+    pub playground_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +132,18 @@ pub struct RawSigning {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    pub redis_url: Option<String>,
+    pub stream: Option<String>,
+    pub maxlen: Option<u64>,
+    pub batch_size: Option<usize>,
+    pub buffer_size: Option<usize>,
+    pub flush_interval: Option<Quantity>,
+    pub timeout: Option<Quantity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub access: Option<bool>,
     pub level: Option<String>,
@@ -146,6 +160,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "cache",
     "transform",
     "limits",
+    "usage",
     "log",
     "tls",
 ];
@@ -160,6 +175,8 @@ pub struct RawConfig {
     pub cache: RawCache,
     pub transform: RawTransform,
     pub limits: crate::limits::RawLimits,
+    /// `None` when the section is absent (usage events off).
+    pub usage: Option<RawUsage>,
     pub log: RawLog,
     pub tls: Option<RawTlsListen>,
 }

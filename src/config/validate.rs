@@ -146,6 +146,10 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         cache: section(map.get("cache"), "cache", errs),
         transform: section(map.get("transform"), "transform", errs),
         limits: section(map.get("limits"), "limits", errs),
+        usage: match map.get("usage") {
+            None | Some(Value::Null) => None,
+            v => try_section(v, "usage", errs),
+        },
         log: section(map.get("log"), "log", errs),
         tls: section(map.get("tls"), "tls", errs),
         ..Default::default()
@@ -293,6 +297,13 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     for (path, msg) in limit_errs {
         errs.add(path, msg);
     }
+    let playground = raw.admin.playground.unwrap_or(defaults::ADMIN_PLAYGROUND);
+    let playground_origins = playground_origins(
+        &admin_listen,
+        raw.admin.playground_origins.unwrap_or_default(),
+        errs,
+    );
+    let usage = raw.usage.map(|u| validate_usage(u, errs));
     let level = raw.log.level.unwrap_or_else(|| "info".to_string());
     if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
         errs.add(
@@ -309,16 +320,121 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
         listen,
         admin: AdminSettings {
             listen: admin_listen,
+            playground,
+            playground_origins,
         },
         upstreams,
         routes,
         cache,
         transform,
         limits,
+        usage,
         log: LogSettings {
             access: raw.log.access.unwrap_or(true),
             level,
         },
+    }
+}
+
+/// The origins a browser shows for the admin listener (loopback listeners are reached as
+/// `localhost` or `127.0.0.1`), plus the configured ones (`"*"` allows any origin).
+fn playground_origins(admin: &str, extra: Vec<String>, errs: &mut Errors) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(addr) = admin.parse::<SocketAddr>() {
+        let port = addr.port();
+        let ip = addr.ip();
+        if ip.is_loopback() || ip.is_unspecified() {
+            out.push(format!("http://localhost:{port}"));
+            out.push(format!("http://127.0.0.1:{port}"));
+            out.push(format!("http://[::1]:{port}"));
+        }
+        if !ip.is_unspecified() {
+            out.push(format!("http://{addr}"));
+        }
+    }
+    for (i, o) in extra.into_iter().enumerate() {
+        let path = format!("admin.playground_origins[{i}]");
+        let o = o.trim_end_matches('/').to_string();
+        let valid = o == "*"
+            || ((o.starts_with("http://") || o.starts_with("https://"))
+                && o.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.is_empty() && !rest.contains('/') && !rest.contains(char::is_whitespace)
+                }));
+        if valid {
+            out.push(o);
+        } else {
+            errs.add(
+                path,
+                format!("{o:?} is not an origin (scheme://host[:port], e.g. \"https://admin.example.com\", or \"*\")"),
+            );
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn validate_usage(u: RawUsage, errs: &mut Errors) -> UsageSettings {
+    let redis_url = match u.redis_url {
+        None => {
+            errs.add(
+                "usage.redis_url",
+                "is required (e.g. \"redis://127.0.0.1:6379\")",
+            );
+            String::new()
+        }
+        Some(url) => {
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                errs.add(
+                    "usage.redis_url",
+                    format!("{url:?} is not a Redis URL: {e}"),
+                );
+            }
+            url
+        }
+    };
+    let stream = u.stream.unwrap_or_else(|| defaults::USAGE_STREAM.into());
+    if stream.is_empty() {
+        errs.add("usage.stream", "must not be empty");
+    }
+    let maxlen = u.maxlen.unwrap_or(defaults::USAGE_MAXLEN);
+    if maxlen == 0 {
+        errs.add("usage.maxlen", "must be at least 1");
+    }
+    let batch_size = u.batch_size.unwrap_or(defaults::USAGE_BATCH_SIZE);
+    if batch_size == 0 || batch_size > 10_000 {
+        errs.add("usage.batch_size", "must be between 1 and 10000");
+    }
+    let buffer_size = u.buffer_size.unwrap_or(defaults::USAGE_BUFFER_SIZE);
+    if buffer_size == 0 {
+        errs.add("usage.buffer_size", "must be at least 1");
+    }
+    let flush_interval = dur(
+        u.flush_interval,
+        defaults::USAGE_FLUSH_INTERVAL,
+        "usage.flush_interval".into(),
+        errs,
+    );
+    if flush_interval.is_zero() {
+        errs.add("usage.flush_interval", "must be more than 0");
+    }
+    let timeout = dur(
+        u.timeout,
+        defaults::USAGE_TIMEOUT,
+        "usage.timeout".into(),
+        errs,
+    );
+    if timeout.is_zero() {
+        errs.add("usage.timeout", "must be more than 0");
+    }
+    UsageSettings {
+        redis_url,
+        stream,
+        maxlen,
+        batch_size,
+        buffer_size,
+        flush_interval,
+        timeout,
     }
 }
 
@@ -867,6 +983,36 @@ mod tests {
         assert_eq!(c.listen, vec![defaults::LISTEN]);
         assert_eq!(c.cache.memory_bytes, defaults::CACHE_MEMORY_BYTES);
         assert!(c.routes[0].cache);
+        assert!(c.admin.playground);
+        assert!(c.usage.is_none());
+    }
+
+    #[test]
+    fn playground_origins_and_usage_defaults() {
+        let c = parse_str(
+            "admin: {listen: \"127.0.0.1:9180\", playground_origins: [\"https://a.example.com/\"]}\nupstreams: {origin: {peers: [\"127.0.0.1:8081\"]}}\nroutes: [{prefix: /, upstream: origin}]\nusage: {redis_url: \"redis://127.0.0.1:6379\"}\n",
+        )
+        .unwrap();
+        for o in [
+            "http://127.0.0.1:9180",
+            "http://localhost:9180",
+            "http://[::1]:9180",
+            "https://a.example.com",
+        ] {
+            assert!(c.admin.playground_origins.iter().any(|x| x == o), "{o}");
+        }
+        let u = c.usage.unwrap();
+        assert_eq!(u.stream, defaults::USAGE_STREAM);
+        assert_eq!(u.maxlen, defaults::USAGE_MAXLEN);
+        assert_eq!(u.batch_size, defaults::USAGE_BATCH_SIZE);
+        assert_eq!(u.buffer_size, defaults::USAGE_BUFFER_SIZE);
+        assert_eq!(u.flush_interval, defaults::USAGE_FLUSH_INTERVAL);
+        // A public admin address is its own origin, without the loopback names.
+        let c = parse_str(
+            "admin: {listen: \"10.1.2.3:9180\"}\nupstreams: {origin: {peers: [\"127.0.0.1:8081\"]}}\nroutes: [{prefix: /, upstream: origin}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.admin.playground_origins, vec!["http://10.1.2.3:9180"]);
     }
 
     #[test]
