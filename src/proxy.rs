@@ -1,7 +1,8 @@
 //! The request's story, phase by phase. Each phase calls the module that owns its concern.
 //!
 //! ```text
-//! request_filter ........ route the request (404 when none matches); parse the transform
+//! request_filter ........ PURGE (admin token) is answered here          (purge)
+//!                         route the request (404 when none matches); parse the transform
 //!                         query, 400 with a reason when invalid           (transform::plan)
 //!                         identify the client (401 on a bad key/token) and apply the rate
 //!                         limits: 429 + Retry-After                       (limits::Limiter)
@@ -49,6 +50,8 @@ pub struct State {
     pub transformer: Transformer,
     pub limiter: Limiter,
     pub access_log: bool,
+    /// `admin.token`: allows `PURGE` on the proxy listeners.
+    pub purge_token: Option<String>,
 }
 
 pub struct ImgEdge {
@@ -286,6 +289,11 @@ impl ProxyHttp for ImgEdge {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if session.req_header().method.as_str() == "PURGE" {
+            let host = request_host(session.req_header());
+            crate::purge::serve_proxy_purge(session, self.state, &host).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         let host = request_host(req);
         let path = req.uri.path();
