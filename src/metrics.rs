@@ -239,7 +239,10 @@ fn render_disk(m: &Metrics, tiered: &TieredStorage) {
     m.disk_scan_seconds
         .set(load(&s.scan_millis) as f64 / 1000.0);
     sync_counter(&m.disk_lookups.with_label_values(&["hit"]), load(&s.hits));
-    sync_counter(&m.disk_lookups.with_label_values(&["miss"]), load(&s.misses));
+    sync_counter(
+        &m.disk_lookups.with_label_values(&["miss"]),
+        load(&s.misses),
+    );
     sync_counter(&m.disk_writes.with_label_values(&["ok"]), load(&s.writes));
     sync_counter(
         &m.disk_writes.with_label_values(&["skipped"]),

@@ -45,9 +45,7 @@ pub fn parse_body(body: &[u8]) -> Result<Purge, String> {
         if b.host.is_some() {
             return Err("\"url\" already names the host; use \"path\" with \"host\"".into());
         }
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|_| format!("{url:?} is not a URL"))?;
+        let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
         let Some(host) = uri.authority().map(|a| a.as_str().to_string()) else {
             return Err(format!(
                 "{url:?} has no host: use http://HOST/PATH, or \"path\" (every host)"
@@ -129,7 +127,11 @@ fn error_json(msg: &str) -> String {
 /// `PURGE /path` on a proxy listener: every variant of the path on the request's host;
 /// `PURGE /prefix*`: every path starting with the prefix; `X-Purge-Tag: t` (path ignored):
 /// every entry tagged `t`. 405 without `admin.token`, 403 without the right bearer token.
-pub async fn serve_proxy_purge(session: &mut Session, state: &'static State, host: &str) -> Result<()> {
+pub async fn serve_proxy_purge(
+    session: &mut Session,
+    state: &'static State,
+    host: &str,
+) -> Result<()> {
     let Some(token) = state.purge_token.as_deref() else {
         let msg = "PURGE is not enabled on this listener: set admin.token, or use POST /purge on the admin listener";
         return reply(session, 405, error_json(msg)).await;
@@ -226,8 +228,14 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert!(token_matches("s3cret-s3cret-s3cret", "s3cret-s3cret-s3cret"));
-        assert!(!token_matches("s3cret-s3cret-s3cret", "s3cret-s3cret-s3creT"));
+        assert!(token_matches(
+            "s3cret-s3cret-s3cret",
+            "s3cret-s3cret-s3cret"
+        ));
+        assert!(!token_matches(
+            "s3cret-s3cret-s3cret",
+            "s3cret-s3cret-s3creT"
+        ));
         assert!(!token_matches("s3cret-s3cret-s3cret", "s3cret"));
         assert!(!token_matches("s3cret-s3cret-s3cret", ""));
     }

@@ -817,9 +817,10 @@ impl DiskStore {
         let mut purges = self.scan_purges.lock();
         self.scanning.store(false, Ordering::SeqCst);
         purges.clear();
-        self.stats
-            .scan_millis
-            .store(started.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+        self.stats.scan_millis.store(
+            started.elapsed().as_millis().max(1) as u64,
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -54,8 +54,7 @@ impl Cache {
             .disk
             .as_ref()
             .map(|d| disk::DiskStore::new(&d.path, d.bytes, s.max_object_bytes));
-        let storage: &'static TieredStorage =
-            Box::leak(Box::new(TieredStorage::new(memory, disk)));
+        let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(memory, disk)));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(s.lock_timeout));
         Cache {
             storage,

@@ -560,7 +560,10 @@ fn validate_admin_token(
 ) -> Option<String> {
     let (token, path) = match (token, file) {
         (Some(_), Some(_)) => {
-            errs.add("admin.token", "set admin.token or admin.token_file, not both");
+            errs.add(
+                "admin.token",
+                "set admin.token or admin.token_file, not both",
+            );
             return None;
         }
         (Some(t), None) => (t, "admin.token"),

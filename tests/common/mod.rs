@@ -213,11 +213,17 @@ pub struct Edge {
 impl Edge {
     /// `body` is the config without `listen`, `admin` and `server` (added here).
     pub fn start(body: &str) -> Edge {
+        Edge::start_with_admin(body, "")
+    }
+
+    /// Like [`Edge::start`]; `admin_extra` adds keys to the `admin` mapping (`k: v, ...`).
+    pub fn start_with_admin(body: &str, admin_extra: &str) -> Edge {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
+        let sep = if admin_extra.is_empty() { "" } else { ", " };
         let conf = format!(
-            "server:\n  threads: 2\n  pid_file: {d}/imgedge.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisten: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\n{body}",
+            "server:\n  threads: 2\n  pid_file: {d}/imgedge.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisten: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"{sep}{admin_extra}}}\n{body}",
             d = dir.path().display()
         );
         let path = dir.path().join("imgedge.yaml");
