@@ -595,45 +595,53 @@ fn validate_admin_token(
 
 fn validate_disk(d: RawDisk, max_object_bytes: u64, errs: &mut Errors) -> Option<DiskSettings> {
     let path = match d.path {
-        Some(p) if !p.trim().is_empty() => PathBuf::from(p),
+        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p)),
         Some(_) => {
             errs.add("cache.disk.path", "must not be empty");
-            return None;
+            None
         }
         None => {
             errs.add(
                 "cache.disk.path",
                 "is required (the cache directory, e.g. /var/cache/imgedge)",
             );
-            return None;
+            None
         }
     };
-    let Some(q) = d.bytes else {
-        errs.add(
-            "cache.disk.bytes",
-            "is required (the disk budget, e.g. \"20GiB\")",
-        );
-        return None;
-    };
-    let bytes = match parse_size(&q) {
-        Ok(b) => b,
-        Err(m) => {
-            errs.add("cache.disk.bytes", m);
-            return None;
+    let bytes = match d.bytes {
+        None => {
+            errs.add(
+                "cache.disk.bytes",
+                "is required (the disk budget, e.g. \"20GiB\")",
+            );
+            None
         }
+        Some(q) => match parse_size(&q) {
+            Ok(b) if b < defaults::CACHE_DISK_MIN_BYTES => {
+                errs.add(
+                    "cache.disk.bytes",
+                    format!("{b} is below the minimum 1MiB"),
+                );
+                None
+            }
+            Ok(b) if b < max_object_bytes => {
+                errs.add(
+                    "cache.disk.bytes",
+                    "must be at least cache.max_object_bytes",
+                );
+                None
+            }
+            Ok(b) => Some(b),
+            Err(m) => {
+                errs.add("cache.disk.bytes", m);
+                None
+            }
+        },
     };
-    if bytes < defaults::CACHE_DISK_MIN_BYTES {
-        errs.add(
-            "cache.disk.bytes",
-            format!("{bytes} is below the minimum 1MiB"),
-        );
-    } else if bytes < max_object_bytes {
-        errs.add(
-            "cache.disk.bytes",
-            "must be at least cache.max_object_bytes",
-        );
-    }
-    Some(DiskSettings { path, bytes })
+    Some(DiskSettings {
+        path: path?,
+        bytes: bytes?,
+    })
 }
 
 fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
