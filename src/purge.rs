@@ -101,9 +101,9 @@ pub fn answer(p: &Purge, purged: usize) -> String {
 /// Compares secrets in time independent of where they differ.
 pub fn token_matches(expected: &str, given: &str) -> bool {
     let (a, b) = (expected.as_bytes(), given.as_bytes());
-    let mut diff = (a.len() != b.len()) as u8;
-    for i in 0..a.len() {
-        diff |= a[i] ^ b.get(i).copied().unwrap_or(0);
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
     }
     diff == 0
 }

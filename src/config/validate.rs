@@ -618,10 +618,7 @@ fn validate_disk(d: RawDisk, max_object_bytes: u64, errs: &mut Errors) -> Option
         }
         Some(q) => match parse_size(&q) {
             Ok(b) if b < defaults::CACHE_DISK_MIN_BYTES => {
-                errs.add(
-                    "cache.disk.bytes",
-                    format!("{b} is below the minimum 1MiB"),
-                );
+                errs.add("cache.disk.bytes", format!("{b} is below the minimum 1MiB"));
                 None
             }
             Ok(b) if b < max_object_bytes => {
