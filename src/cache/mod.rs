@@ -156,7 +156,7 @@ impl Purge {
                     host_ok(&host, h) && p.starts_with(&prefix)
                 })
             }
-            Purge::Tag(tag) => Arc::new(move |i: &EntryInfo| i.tags.iter().any(|t| *t == tag)),
+            Purge::Tag(tag) => Arc::new(move |i: &EntryInfo| i.tags.contains(&tag)),
         }
     }
 }

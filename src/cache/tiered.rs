@@ -120,7 +120,7 @@ struct Hit {
 }
 
 impl Hit {
-    fn new(body: Bytes) -> HitHandler {
+    fn handler(body: Bytes) -> HitHandler {
         let end = body.len();
         Box::new(Hit {
             body,
@@ -276,7 +276,7 @@ impl Storage for TieredStorage {
                 d.touch(&k);
             }
             let meta = CacheMeta::deserialize(&entry.meta.0, &entry.meta.1)?;
-            return Ok(Some((meta, Hit::new(entry.body.clone()))));
+            return Ok(Some((meta, Hit::handler(entry.body.clone()))));
         }
         let Some(disk) = self.disk.as_ref() else {
             return Ok(None);
@@ -299,7 +299,7 @@ impl Storage for TieredStorage {
             Entry::new(loaded.meta, loaded.body, loaded.info),
             Some(guard),
         );
-        Ok(Some((meta, Hit::new(body))))
+        Ok(Some((meta, Hit::handler(body))))
     }
 
     async fn get_miss_handler(
