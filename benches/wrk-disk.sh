@@ -47,6 +47,7 @@ CONF
   "$bin" -c "$work/$1.yaml" 2>>"$work/$1.log" &
   pids+=($!)
   eval "pid_$1=$!"
+  disown
   for _ in $(seq 1 400); do curl -sf -o /dev/null "http://127.0.0.1:$3/healthz" && return; sleep 0.05; done
   echo "imgedge $1 did not start: $(cat "$work/$1.log")" >&2; exit 1
 }
@@ -71,7 +72,7 @@ request = function()
 end
 LUA
 for port in 18090 18092; do
-  sed "s|^|http://127.0.0.1:$port|" "$work/urls.txt" | xargs -P 2 -n 20 curl -sf -o /dev/null
+  sed "s|^|http://127.0.0.1:$port|" "$work/urls.txt" | xargs -P 2 -I{} curl -sf -o /dev/null {}
 done
 for _ in $(seq 1 200); do
   [ "$(metric 18091 imgedge_cache_disk_items)" -ge "$n" ] && break; sleep 0.1
@@ -86,7 +87,7 @@ WRK_ARGS="${WRK_ARGS:--t2 -c32 -d8s} -s $work/urls.lua" \
   bash "$shared/bench/ab-wrk.sh" "http://127.0.0.1:18090/" "http://127.0.0.1:18092/" "$rounds"
 echo "A during the runs: $(( $(metric 18091 'imgedge_cache_disk_lookups_total{result="hit"}') - disk_hits0 )) disk hits," \
   "$(( $(metric 18091 'imgedge_cache_lookups_total{result="hit"}') - hits0 )) memory hits," \
-  "$(( $(metric 18091 imgedge_upstream_requests_total) - origin0 )) origin requests"
+  "$(( $(metric 18091 imgedge_upstream_requests_total) - origin0 )) origin requests (ab-wrk's warm-up GET /)"
 kill -9 "$pid_B"
 
 echo "filling A with $entries more entries ..."
@@ -99,16 +100,20 @@ for i in range(int(sys.argv[1])):
     assert r.status == 200, r.status
 PY
 total=$((n + entries))
+# Wait for the asynchronous writes (a write skipped under back-pressure never comes).
 for _ in $(seq 1 600); do
-  [ "$(metric 18091 imgedge_cache_disk_items)" -ge "$total" ] && break; sleep 0.1
+  done_=$(( $(metric 18091 imgedge_cache_disk_items) + $(metric 18091 'imgedge_cache_disk_writes_total{result="skipped"}') ))
+  [ "$done_" -ge "$total" ] && break; sleep 0.1
 done
-echo "A: $(metric 18091 imgedge_cache_disk_items) entries, $(metric 18091 'imgedge_cache_disk_bytes ') bytes on disk; kill -9 and restart"
+echo "A: $(metric 18091 imgedge_cache_disk_items) entries, $(metric 18091 'imgedge_cache_disk_bytes ') bytes on disk" \
+  "($(metric 18091 'imgedge_cache_disk_writes_total{result="skipped"}') writes skipped under back-pressure); kill -9 and restart"
 kill -9 "$pid_A"
 sync
 probe="http://127.0.0.1:18090/small.jpg?v=$((entries / 2))"
 t0=$(date +%s%N)
 "$bin" -c "$work/A.yaml" 2>>"$work/A.log" &
 pids+=($!)
+disown
 until [ "$(curl -s -o /dev/null -D - "$probe" 2>/dev/null | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')" = "HIT" ]; do :; done
 t1=$(date +%s%N)
 until [ "$(metric 18091 imgedge_cache_disk_index_ready)" = 1 ]; do :; done
