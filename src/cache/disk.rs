@@ -52,7 +52,7 @@ const BLOCK: u64 = 4096;
 const MIN_SHARD_BYTES: u64 = 64 << 20;
 const MAX_SHARDS: u64 = 64;
 /// Back-pressure on the asynchronous writes: beyond either bound, a write is skipped.
-const MAX_WRITES_IN_FLIGHT: usize = 16;
+const MAX_WRITES_IN_FLIGHT: usize = 64;
 const MAX_PENDING_BYTES: u64 = 256 << 20;
 /// After a failed write, writes are skipped this long (the disk is full or read-only).
 const RETRY_AFTER: Duration = Duration::from_secs(10);
