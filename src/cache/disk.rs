@@ -691,12 +691,19 @@ impl DiskStore {
                 .filter(|(_, e)| matcher(&e.info))
                 .map(|(k, _)| *k)
                 .collect();
+            let first = removed.len();
             for k in keys {
                 if let Some(old) = shard.map.pop(&k) {
                     shard.bytes -= old.size;
-                    self.delete_file(&self.path_of(&k));
                     removed.push(k);
                 }
+            }
+            // Unlinked after the lock is released: lookups and memory hits (which touch the
+            // index) never wait for a large purge's file deletions. A write of the same key
+            // that lands in between loses its file: a later miss, never a stale hit.
+            drop(shard);
+            for k in &removed[first..] {
+                self.delete_file(&self.path_of(k));
             }
         }
         removed
