@@ -375,6 +375,7 @@ fn read_only_directory_degrades_to_memory() {
     fs.remount("ro");
     let sub = fs.path().join("cache");
     let edge = Edge::start(&config(&origin, &sub, ""));
+    wait_index(&edge);
     for _ in 0..2 {
         let r = get(&edge.url("/a.txt"));
         assert_eq!((r.status, r.text().as_str()), (200, "aaa"));

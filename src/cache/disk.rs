@@ -298,9 +298,9 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 impl DiskStore {
-    /// Prepares the directory (creating it). Does not scan: call [`DiskStore::scan`] from a
-    /// thread once the process runs (after daemonizing). A directory that cannot be created
-    /// leaves the tier down (logged, counted); requests are served from memory.
+    /// Touches nothing on disk: [`DiskStore::scan`], run once the process runs (after
+    /// daemonizing and dropping privileges, so the directory gets the right owner), creates
+    /// the directory and indexes it.
     pub fn new(path: &Path, bytes: u64, max_object: u64) -> DiskStore {
         let shards = (bytes / MIN_SHARD_BYTES)
             .clamp(1, MAX_SHARDS)
@@ -311,7 +311,7 @@ impl DiskStore {
             shards
         };
         let shard_budget = bytes / shards;
-        let store = DiskStore {
+        DiskStore {
             root: path.join("v1"),
             shards: (0..shards)
                 .map(|_| {
@@ -331,16 +331,7 @@ impl DiskStore {
             pending_bytes: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
             stats: DiskStats::default(),
-        };
-        if let Err(e) = fs::create_dir_all(&store.root) {
-            log::error!(
-                "disk cache: cannot create {}: {e}; serving from memory only",
-                store.root.display()
-            );
-            store.stats.errors_open.fetch_add(1, Ordering::Relaxed);
-            store.mark_down();
         }
-        store
     }
 
     fn shard(&self, key: &HashBinary) -> &Mutex<Shard> {
@@ -711,8 +702,20 @@ impl DiskStore {
 
     /// Rebuilds the index from the files (blocking; run it on its own thread at start-up).
     /// Removes temp files left by a dead process and files that fail their header checks.
+    /// A directory that cannot be created leaves the tier down (logged, counted); requests are
+    /// served from memory and writes are retried later.
     pub fn scan(&self) {
         let started = Instant::now();
+        if let Err(e) = fs::create_dir_all(&self.root) {
+            log::error!(
+                "disk cache: cannot create {}: {e}; serving from memory only",
+                self.root.display()
+            );
+            self.stats.errors_open.fetch_add(1, Ordering::Relaxed);
+            self.mark_down();
+            self.finish_scan(started);
+            return;
+        }
         let mut found: Vec<(HashBinary, u64, SystemTime, EntryInfo)> = Vec::new();
         let (mut tmp_removed, mut corrupt) = (0usize, 0usize);
         let dirs = match fs::read_dir(&self.root) {
@@ -1069,7 +1072,9 @@ mod tests {
         let blocker = dir.path().join("file");
         fs::write(&blocker, b"not a directory").unwrap();
         let s = leak(DiskStore::new(&blocker, 1 << 20, 1 << 20));
+        s.scan();
         assert!(!s.is_up());
+        assert!(!s.is_scanning());
         assert_eq!(s.stats.errors_open.load(Ordering::Relaxed), 1);
         // Writes are skipped while down, not attempted.
         s.store(pending([1; 16], "k", &[], b"x"));
