@@ -1,5 +1,6 @@
-//! The admin listener: `GET /healthz`, `/metrics`, `/quota`, and the try-it page at `/` with
-//! its settings at `/playground/config.json` (unless `admin.playground: false`).
+//! The admin listener: `GET /healthz`, `/metrics`, `/quota?key=...`, `POST /purge` (JSON body,
+//! see `crate::purge`), and the try-it page at `/` with its settings at
+//! `/playground/config.json` (unless `admin.playground: false`).
 
 use crate::metrics;
 use crate::proxy::State;
@@ -104,7 +105,48 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
         .unwrap_or_default()
 }
 
+fn json_error(status: StatusCode, msg: &str) -> Response<Vec<u8>> {
+    let body = serde_json::json!({ "error": msg }).to_string() + "\n";
+    reply(status, "application/json", body.into_bytes())
+}
+
 impl Admin {
+    /// `POST /purge` with `{"url"|"path"|"prefix"|"tag": ..., "host"?: ...}`: removes the
+    /// entries from memory and disk, answers `{"purged": N, ...}`.
+    async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if session.req_header().method != http::Method::POST {
+            return json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST a JSON body: {\"url\": \"http://host/path\"}, {\"path\": \"/p\", \"host\": \"h\"}, {\"prefix\": \"/p/\"} or {\"tag\": \"t\"}",
+            );
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > crate::purge::MAX_BODY {
+                        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "purge body too large");
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("cannot read the request body: {e}"),
+                    )
+                }
+            }
+        }
+        let p = match crate::purge::parse_body(&body) {
+            Ok(p) => p,
+            Err(msg) => return json_error(StatusCode::BAD_REQUEST, &msg),
+        };
+        let n = self.state.cache.purge(&p).await;
+        let body = crate::purge::answer(&p, n) + "\n";
+        reply(StatusCode::OK, "application/json", body.into_bytes())
+    }
+
     /// 200 while every pool has at least one healthy peer; 503 naming the pools that have none.
     pub fn healthz(&self) -> (StatusCode, String) {
         let down: Vec<&str> = self
@@ -129,6 +171,9 @@ impl Admin {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
+        if req.uri.path() == "/purge" {
+            return self.purge(session).await;
+        }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -208,7 +253,7 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                b"not found (try /healthz, /metrics or /quota?key=...)\n".to_vec(),
+                b"not found (try /healthz, /metrics, /quota?key=... or POST /purge)\n".to_vec(),
             ),
         }
     }

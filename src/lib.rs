@@ -8,6 +8,7 @@ pub mod image;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod purge;
 pub mod routes;
 pub mod server;
 pub mod signing;

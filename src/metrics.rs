@@ -2,7 +2,7 @@
 //! Names carry their unit. Gauges that mirror other modules' state (cache size, peer health)
 //! are refreshed when `/metrics` is scraped.
 
-use crate::cache::MemoryStorage;
+use crate::cache::TieredStorage;
 use crate::transform::Transformer;
 use crate::upstream::Pool;
 use once_cell::sync::Lazy;
@@ -11,7 +11,7 @@ use prometheus::{
     register_int_gauge_vec, Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, TextEncoder,
 };
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -32,6 +32,19 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     pub cache_capacity_bytes: IntGauge,
     pub cache_items: IntGauge,
+    pub cache_purges: IntCounterVec,
+    pub cache_purged_entries: IntCounterVec,
+    pub disk_up: IntGauge,
+    pub disk_index_ready: IntGauge,
+    pub disk_scan_seconds: prometheus::Gauge,
+    pub disk_lookups: IntCounterVec,
+    pub disk_writes: IntCounterVec,
+    pub disk_evictions: IntCounter,
+    pub disk_corrupt: IntCounter,
+    pub disk_errors: IntCounterVec,
+    pub disk_bytes: IntGauge,
+    pub disk_capacity_bytes: IntGauge,
+    pub disk_items: IntGauge,
     pub transform_duration: HistogramVec,
     pub transform_source_bytes: IntCounter,
     pub transform_output_bytes: IntCounterVec,
@@ -105,6 +118,60 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Configured memory cache capacity"
         )?,
         cache_items: register_int_gauge!("imgedge_cache_items", "Entries in the memory cache")?,
+        cache_purges: register_int_counter_vec!(
+            "imgedge_cache_purges_total",
+            "Purge requests served, by kind (url, prefix, tag)",
+            &["by"]
+        )?,
+        cache_purged_entries: register_int_counter_vec!(
+            "imgedge_cache_purged_entries_total",
+            "Entries removed from the cache (memory and disk) by purges, by kind",
+            &["by"]
+        )?,
+        disk_up: register_int_gauge!(
+            "imgedge_cache_disk_up",
+            "1 while the disk tier accepts writes; 0 when degraded to memory only (full disk, unwritable directory) or not configured"
+        )?,
+        disk_index_ready: register_int_gauge!(
+            "imgedge_cache_disk_index_ready",
+            "1 once the start-up scan of the disk tier has indexed every entry"
+        )?,
+        disk_scan_seconds: prometheus::register_gauge!(
+            "imgedge_cache_disk_scan_seconds",
+            "Duration of the start-up scan of the disk tier"
+        )?,
+        disk_lookups: register_int_counter_vec!(
+            "imgedge_cache_disk_lookups_total",
+            "Disk tier reads after a memory miss, by result (hit, miss)",
+            &["result"]
+        )?,
+        disk_writes: register_int_counter_vec!(
+            "imgedge_cache_disk_writes_total",
+            "Entries written to the disk tier, by result (ok, skipped: tier down or write queue full)",
+            &["result"]
+        )?,
+        disk_evictions: register_int_counter!(
+            "imgedge_cache_disk_evictions_total",
+            "Entries deleted from disk to stay within cache.disk.bytes"
+        )?,
+        disk_corrupt: register_int_counter!(
+            "imgedge_cache_disk_corrupt_entries_total",
+            "Disk entries that failed their integrity checks (dropped and deleted)"
+        )?,
+        disk_errors: register_int_counter_vec!(
+            "imgedge_cache_disk_errors_total",
+            "Disk tier I/O errors, by operation (open, read, write, delete, scan)",
+            &["op"]
+        )?,
+        disk_bytes: register_int_gauge!(
+            "imgedge_cache_disk_bytes",
+            "Bytes held by the disk tier (whole 4 KiB blocks)"
+        )?,
+        disk_capacity_bytes: register_int_gauge!(
+            "imgedge_cache_disk_capacity_bytes",
+            "Configured disk tier capacity (cache.disk.bytes)"
+        )?,
+        disk_items: register_int_gauge!("imgedge_cache_disk_items", "Entries in the disk tier")?,
         transform_duration: register_histogram_vec!(
             "imgedge_transform_duration_seconds",
             "Decode + resize + encode time (queue wait included), by output format",
@@ -160,10 +227,47 @@ fn sync_counter(c: &IntCounter, total: u64) {
     }
 }
 
+fn render_disk(m: &Metrics, tiered: &TieredStorage) {
+    let Some(d) = &tiered.disk else {
+        m.disk_up.set(0);
+        return;
+    };
+    let s = &d.stats;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    m.disk_up.set(i64::from(d.is_up()));
+    m.disk_index_ready.set(i64::from(!d.is_scanning()));
+    m.disk_scan_seconds
+        .set(load(&s.scan_millis) as f64 / 1000.0);
+    sync_counter(&m.disk_lookups.with_label_values(&["hit"]), load(&s.hits));
+    sync_counter(
+        &m.disk_lookups.with_label_values(&["miss"]),
+        load(&s.misses),
+    );
+    sync_counter(&m.disk_writes.with_label_values(&["ok"]), load(&s.writes));
+    sync_counter(
+        &m.disk_writes.with_label_values(&["skipped"]),
+        load(&s.writes_skipped),
+    );
+    sync_counter(&m.disk_evictions, load(&s.evictions));
+    sync_counter(&m.disk_corrupt, load(&s.corrupt));
+    for (op, c) in [
+        ("open", &s.errors_open),
+        ("read", &s.errors_read),
+        ("write", &s.errors_write),
+        ("delete", &s.errors_delete),
+        ("scan", &s.errors_scan),
+    ] {
+        sync_counter(&m.disk_errors.with_label_values(&[op]), load(c));
+    }
+    m.disk_bytes.set(d.used_bytes() as i64);
+    m.disk_items.set(d.items() as i64);
+    m.disk_capacity_bytes.set(d.capacity() as i64);
+}
+
 /// Refreshes mirrored gauges and renders the text exposition format.
 pub fn render(
     pools: &[Pool],
-    storage: &MemoryStorage,
+    tiered: &TieredStorage,
     transformer: &Transformer,
 ) -> (String, Vec<u8>) {
     let m = &*METRICS;
@@ -177,6 +281,7 @@ pub fn render(
                 .set(i64::from(healthy));
         }
     }
+    let storage = &tiered.memory;
     let s = &storage.stats;
     sync_counter(
         &m.cache_lookups.with_label_values(&["hit"]),
@@ -195,6 +300,7 @@ pub fn render(
     m.cache_bytes.set(storage.used_bytes() as i64);
     m.cache_items.set(storage.items() as i64);
     m.cache_capacity_bytes.set(storage.capacity() as i64);
+    render_disk(m, tiered);
 
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();

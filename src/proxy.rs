@@ -1,7 +1,8 @@
 //! The request's story, phase by phase. Each phase calls the module that owns its concern.
 //!
 //! ```text
-//! request_filter ........ route the request (404 when none matches); parse the transform
+//! request_filter ........ PURGE (admin token) is answered here          (purge)
+//!                         route the request (404 when none matches); parse the transform
 //!                         query, 400 with a reason when invalid           (transform::plan)
 //!                         signed URLs: 403 on a missing or bad sig=   (signing::Signer)
 //!                         identify the client (401 on a bad key/token) and apply the rate
@@ -55,6 +56,8 @@ pub struct State {
     pub usage: Option<crate::usage::Publisher>,
     /// Browser origins answered with CORS headers (the try-it page's); empty: none.
     pub cors_origins: Vec<String>,
+    /// `admin.token`: allows `PURGE` on the proxy listeners.
+    pub purge_token: Option<String>,
 }
 
 /// Response headers the try-it page reads across origins.
@@ -373,6 +376,11 @@ impl ProxyHttp for ImgEdge {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if session.req_header().method.as_str() == "PURGE" {
+            let host = request_host(session.req_header());
+            crate::purge::serve_proxy_purge(session, self.state, &host).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         ctx.cors = cors_origin(&self.state.cors_origins, req);
         let host = request_host(req);

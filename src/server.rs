@@ -11,8 +11,24 @@ use crate::upstream;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora_core::listeners::tls::TlsSettings;
+
+/// Rebuilds the disk tier's index in the background; until it is done, lookups read entry
+/// files directly (see `cache::disk`).
+struct DiskScan(&'static crate::cache::TieredStorage);
+
+#[async_trait::async_trait]
+impl BackgroundService for DiskScan {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let storage = self.0;
+        if let Err(e) = tokio::task::spawn_blocking(move || storage.scan_disk()).await {
+            log::error!("disk cache: index scan failed: {e}");
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -77,6 +93,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         } else {
             Vec::new()
         },
+        purge_token: config.admin.token.clone(),
     }));
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
@@ -105,6 +122,13 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
 
     server.add_service(proxy);
     server.add_service(admin);
+    if state.cache.storage.disk.is_some() {
+        // A service, not a thread started here: threads do not survive daemonizing.
+        server.add_service(background_service(
+            "disk cache index",
+            DiskScan(state.cache.storage),
+        ));
+    }
     for svc in built.services {
         server.add_boxed_service(svc);
     }

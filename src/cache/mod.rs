@@ -1,8 +1,11 @@
 //! Caching policy on top of pingora-cache: which responses are stored and for how long, the
-//! cache key, the cache-status label, and the process-wide storage/lock. Storage itself lives in
-//! `storage.rs`.
+//! cache key, the cache-status label, purge requests, and the process-wide storage/lock.
+//! Storage itself: `storage.rs` (memory tier), `disk.rs` (disk tier), `tiered.rs` (both, as a
+//! pingora `Storage`).
 
+pub mod disk;
 pub mod storage;
+pub mod tiered;
 
 use crate::config::CacheSettings;
 use http::StatusCode;
@@ -12,8 +15,10 @@ use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMetaDefaults, CachePhase, HttpCache, RespCacheable};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-pub use storage::MemoryStorage;
+pub use storage::{EntryInfo, MemoryStorage};
+pub use tiered::TieredStorage;
 
 // `CacheMetaDefaults` takes a plain fn pointer, so the configured TTLs live in statics.
 static DEFAULT_TTL_SECS: AtomicU64 = AtomicU64::new(3600);
@@ -34,7 +39,7 @@ fn fresh_by_status(status: StatusCode) -> Option<Duration> {
 
 /// The cache parts shared by every request (pingora wants `&'static`).
 pub struct Cache {
-    pub storage: &'static MemoryStorage,
+    pub storage: &'static TieredStorage,
     lock: &'static CacheKeyLockImpl,
     defaults: CacheMetaDefaults,
     serve_stale_while_revalidate: bool,
@@ -44,10 +49,12 @@ impl Cache {
     pub fn new(s: &CacheSettings) -> Cache {
         DEFAULT_TTL_SECS.store(s.default_ttl.as_secs(), Ordering::Relaxed);
         NEGATIVE_TTL_SECS.store(s.negative_ttl.as_secs(), Ordering::Relaxed);
-        let storage: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage::new(
-            s.memory_bytes,
-            s.max_object_bytes,
-        )));
+        let memory = MemoryStorage::new(s.memory_bytes, s.max_object_bytes);
+        let disk = s
+            .disk
+            .as_ref()
+            .map(|d| disk::DiskStore::new(&d.path, d.bytes, s.max_object_bytes));
+        let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(memory, disk)));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(s.lock_timeout));
         Cache {
             storage,
@@ -76,6 +83,81 @@ impl Cache {
 
     pub fn serve_stale_while_revalidate(&self) -> bool {
         self.serve_stale_while_revalidate
+    }
+
+    /// Removes what `p` names from memory and disk; returns the number of entries removed.
+    pub async fn purge(&'static self, p: &Purge) -> usize {
+        let n = self.storage.purge_where(p.matcher()).await;
+        crate::metrics::METRICS
+            .cache_purges
+            .with_label_values(&[p.label()])
+            .inc();
+        crate::metrics::METRICS
+            .cache_purged_entries
+            .with_label_values(&[p.label()])
+            .inc_by(n as u64);
+        log::info!("cache purge {p}: {n} entries removed");
+        n
+    }
+}
+
+/// What a purge removes. `host: None` means every host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// Every variant (query, transform) of one path.
+    Url { host: Option<String>, path: String },
+    /// Every entry whose path starts with `prefix`.
+    Prefix {
+        host: Option<String>,
+        prefix: String,
+    },
+    /// Every entry tagged so by the origin (`Cache-Tag`, `Surrogate-Key`).
+    Tag(String),
+}
+
+impl std::fmt::Display for Purge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = |h: &Option<String>| h.clone().unwrap_or_else(|| "*".into());
+        match self {
+            Purge::Url { host: h, path } => write!(f, "url {}{path}", host(h)),
+            Purge::Prefix { host: h, prefix } => write!(f, "prefix {}{prefix}", host(h)),
+            Purge::Tag(t) => write!(f, "tag {t:?}"),
+        }
+    }
+}
+
+impl Purge {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Purge::Url { .. } => "url",
+            Purge::Prefix { .. } => "prefix",
+            Purge::Tag(_) => "tag",
+        }
+    }
+
+    /// The predicate over stored entries (their key is `host \n path \n query \n extra`).
+    pub fn matcher(&self) -> Arc<storage::Matcher> {
+        let host_ok = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
+        match self.clone() {
+            Purge::Url { host, path } => {
+                let host = host.map(|h| normalize_host(&h));
+                Arc::new(move |i: &EntryInfo| {
+                    let mut parts = i.key.splitn(3, '\n');
+                    let (h, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    host_ok(&host, h) && p == path
+                })
+            }
+            Purge::Prefix { host, prefix } => {
+                let host = host.map(|h| normalize_host(&h));
+                Arc::new(move |i: &EntryInfo| {
+                    let mut parts = i.key.splitn(3, '\n');
+                    let (h, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    host_ok(&host, h) && p.starts_with(&prefix)
+                })
+            }
+            Purge::Tag(tag) => Arc::new(move |i: &EntryInfo| i.tags.contains(&tag)),
+        }
     }
 }
 
@@ -211,6 +293,46 @@ mod tests {
     fn host_normalization() {
         assert_eq!(normalize_host("Example.COM:80"), "example.com");
         assert_eq!(normalize_host("example.com:8080"), "example.com:8080");
+    }
+
+    #[test]
+    fn purge_matchers_follow_the_key_format() {
+        let info = |k: &CacheKey, tags: &[&str]| EntryInfo {
+            key: String::from_utf8_lossy(k.primary_key()).into_owned(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        let plain = info(&key("img.example", "/a/b.jpg", None, ""), &[]);
+        let variant = info(
+            &key("img.example", "/a/b.jpg", Some("v=2"), "w=100;f=webp"),
+            &["prod"],
+        );
+        let other = info(&key("img.example", "/a/b.jpgx", None, ""), &[]);
+        let url = Purge::Url {
+            host: Some("IMG.example:80".into()),
+            path: "/a/b.jpg".into(),
+        }
+        .matcher();
+        assert!(url(&plain) && url(&variant) && !url(&other));
+        let any_host = Purge::Url {
+            host: None,
+            path: "/a/b.jpg".into(),
+        }
+        .matcher();
+        assert!(any_host(&plain));
+        let wrong_host = Purge::Url {
+            host: Some("other".into()),
+            path: "/a/b.jpg".into(),
+        }
+        .matcher();
+        assert!(!wrong_host(&plain));
+        let prefix = Purge::Prefix {
+            host: None,
+            prefix: "/a/".into(),
+        }
+        .matcher();
+        assert!(prefix(&plain) && prefix(&variant) && prefix(&other));
+        let tag = Purge::Tag("prod".into()).matcher();
+        assert!(tag(&variant) && !tag(&plain));
     }
 
     #[test]

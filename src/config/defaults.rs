@@ -41,6 +41,10 @@ pub const CACHE_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
 pub const CACHE_STALE_IF_ERROR: Duration = Duration::from_secs(86400);
 /// How long concurrent misses wait for the one request that fetches a key.
 pub const CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Smallest `cache.disk.bytes` accepted.
+pub const CACHE_DISK_MIN_BYTES: u64 = 1 << 20;
+/// Shortest admin token accepted (it is a shared secret).
+pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 
 pub const TRANSFORM_MAX_WIDTH: u32 = 4096;
 pub const TRANSFORM_MAX_HEIGHT: u32 = 4096;

@@ -60,6 +60,8 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: String,
+    /// Secret that allows `PURGE` on the proxy listeners (`admin.token` or `admin.token_file`).
+    pub token: Option<String>,
     /// The try-it page at `/` of the admin listener.
     pub playground: bool,
     /// Browser origins the proxy answers CORS for (the page fetches through the proxy).
@@ -156,6 +158,14 @@ pub struct CacheSettings {
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
     pub lock_timeout: Duration,
+    /// The disk tier; `None`: memory only.
+    pub disk: Option<DiskSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskSettings {
+    pub path: PathBuf,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone)]

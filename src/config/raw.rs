@@ -28,6 +28,8 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     pub playground: Option<bool>,
     pub playground_origins: Option<Vec<String>>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +102,14 @@ pub struct RawCache {
     pub stale_while_revalidate: Option<Quantity>,
     pub stale_if_error: Option<Quantity>,
     pub lock_timeout: Option<Quantity>,
+    pub disk: Option<RawDisk>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisk {
+    pub path: Option<String>,
+    pub bytes: Option<Quantity>,
 }
 
 #[derive(Debug, Default, Deserialize)]

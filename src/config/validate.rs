@@ -210,6 +210,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     if listen.contains(&admin_listen) {
         errs.add("admin.listen", "must differ from every address in listen");
     }
+    let admin_token = validate_admin_token(raw.admin.token, raw.admin.token_file, errs);
 
     let mut upstreams = Vec::new();
     for (name, up) in raw.upstreams {
@@ -322,6 +323,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
             listen: admin_listen,
             playground,
             playground_origins,
+            token: admin_token,
         },
         upstreams,
         routes,
@@ -671,6 +673,96 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
     }
 }
 
+/// `admin.token` or `admin.token_file` (read now, trimmed): at least
+/// `ADMIN_TOKEN_MIN_LEN` visible characters.
+fn validate_admin_token(
+    token: Option<String>,
+    file: Option<String>,
+    errs: &mut Errors,
+) -> Option<String> {
+    let (token, path) = match (token, file) {
+        (Some(_), Some(_)) => {
+            errs.add(
+                "admin.token",
+                "set admin.token or admin.token_file, not both",
+            );
+            return None;
+        }
+        (Some(t), None) => (t, "admin.token"),
+        (None, Some(f)) => match std::fs::read_to_string(&f) {
+            Ok(t) => (t.trim().to_string(), "admin.token_file"),
+            Err(e) => {
+                errs.add("admin.token_file", format!("cannot read {f:?}: {e}"));
+                return None;
+            }
+        },
+        (None, None) => return None,
+    };
+    if token.chars().count() < defaults::ADMIN_TOKEN_MIN_LEN {
+        errs.add(
+            path,
+            format!(
+                "the token must have at least {} characters",
+                defaults::ADMIN_TOKEN_MIN_LEN
+            ),
+        );
+    } else if !token.chars().all(|c| c.is_ascii_graphic()) {
+        errs.add(
+            path,
+            "the token may only use visible ASCII characters (no spaces)",
+        );
+    }
+    Some(token)
+}
+
+fn validate_disk(d: RawDisk, max_object_bytes: u64, errs: &mut Errors) -> Option<DiskSettings> {
+    let path = match d.path {
+        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p)),
+        Some(_) => {
+            errs.add("cache.disk.path", "must not be empty");
+            None
+        }
+        None => {
+            errs.add(
+                "cache.disk.path",
+                "is required (the cache directory, e.g. /var/cache/imgedge)",
+            );
+            None
+        }
+    };
+    let bytes = match d.bytes {
+        None => {
+            errs.add(
+                "cache.disk.bytes",
+                "is required (the disk budget, e.g. \"20GiB\")",
+            );
+            None
+        }
+        Some(q) => match parse_size(&q) {
+            Ok(b) if b < defaults::CACHE_DISK_MIN_BYTES => {
+                errs.add("cache.disk.bytes", format!("{b} is below the minimum 1MiB"));
+                None
+            }
+            Ok(b) if b < max_object_bytes => {
+                errs.add(
+                    "cache.disk.bytes",
+                    "must be at least cache.max_object_bytes",
+                );
+                None
+            }
+            Ok(b) => Some(b),
+            Err(m) => {
+                errs.add("cache.disk.bytes", m);
+                None
+            }
+        },
+    };
+    Some(DiskSettings {
+        path: path?,
+        bytes: bytes?,
+    })
+}
+
 fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
     let memory_bytes = size(
         c.memory_bytes,
@@ -729,6 +821,9 @@ fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
             "cache.lock_timeout".into(),
             errs,
         ),
+        disk: c
+            .disk
+            .and_then(|d| validate_disk(d, max_object_bytes, errs)),
     }
 }
 

@@ -269,18 +269,14 @@ impl Edge {
         Edge::start_with_admin(body, "")
     }
 
-    /// Like [`Edge::start`], with more keys for the `admin` section (`"playground: false"`).
-    pub fn start_with_admin(body: &str, admin: &str) -> Edge {
-        let admin = if admin.is_empty() {
-            String::new()
-        } else {
-            format!(", {admin}")
-        };
+    /// Like [`Edge::start`]; `admin_extra` adds keys to the `admin` mapping (`k: v, ...`).
+    pub fn start_with_admin(body: &str, admin_extra: &str) -> Edge {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
+        let sep = if admin_extra.is_empty() { "" } else { ", " };
         let conf = format!(
-            "server:\n  threads: 2\n  pid_file: {d}/imgedge.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisten: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"{admin}}}\n{body}",
+            "server:\n  threads: 2\n  pid_file: {d}/imgedge.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisten: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"{sep}{admin_extra}}}\n{body}",
             d = dir.path().display()
         );
         let path = dir.path().join("imgedge.yaml");
