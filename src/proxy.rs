@@ -1,7 +1,8 @@
 //! The request's story, phase by phase. Each phase calls the module that owns its concern.
 //!
 //! ```text
-//! request_filter ........ PURGE (admin token) is answered here          (purge)
+//! request_filter ........ oversized target/headers: 414/431           (http_limits)
+//!                         PURGE (admin token) is answered here          (purge)
 //!                         route the request (404 when none matches); parse the transform
 //!                         query, 400 with a reason when invalid           (transform::plan)
 //!                         signed URLs: 403 on a missing or bad sig=   (signing::Signer)
@@ -27,6 +28,7 @@
 //! ```
 
 use crate::cache::{self, Cache};
+use crate::http_limits;
 use crate::image::{OutputFormat, Permit};
 use crate::limits::{Decision, Identity, InflightGuard, Limiter, Stage};
 use crate::metrics::{status_class, METRICS};
@@ -46,6 +48,8 @@ use std::time::{Duration, Instant};
 
 /// Everything the proxy needs, built once from the validated config.
 pub struct State {
+    /// Request size limits (`http`).
+    pub http: crate::config::HttpLimits,
     pub router: Router,
     pub pools: Vec<Pool>,
     pub cache: Cache,
@@ -376,6 +380,14 @@ impl ProxyHttp for ImgEdge {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some((status, reason)) = http_limits::check(&self.state.http, session.req_header()) {
+            log::info!(
+                "refused a request from {:?}: {reason}",
+                session.client_addr()
+            );
+            respond_text(session, None, status, &reason).await?;
+            return Ok(true);
+        }
         if session.req_header().method.as_str() == "PURGE" {
             let host = request_host(session.req_header());
             crate::purge::serve_proxy_purge(session, self.state, &host).await?;

@@ -87,6 +87,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         transformer: Transformer::new(&config.transform),
         limiter: crate::limits::Limiter::new(&config.limits),
         access_log: config.log.access,
+        http: config.http,
         usage,
         cors_origins: if config.admin.playground {
             config.admin.playground_origins.clone()

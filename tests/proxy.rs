@@ -296,3 +296,44 @@ fn dir_upstream_serves_files_safely() {
         );
     }
 }
+
+/// Sends one request with `extra` header lines; returns the status.
+fn raw_status(port: u16, target: &str, extra: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn oversized_targets_and_headers_are_refused_before_the_origin() {
+    let origin = Origin::start();
+    origin.route("/a.txt", Reply::ok("text/plain", "a"));
+    let edge = simple(
+        &origin,
+        "http: {max_url_bytes: 1KiB, max_header_bytes: 4KiB}\n",
+    );
+    let long = format!("/a.txt?pad={}", "x".repeat(1100));
+    assert_eq!(raw_status(edge.port, &long, ""), 414);
+    let big = format!("X-Pad: {}\r\n", "y".repeat(5000));
+    assert_eq!(raw_status(edge.port, "/a.txt", &big), 431);
+    let many: String = (0..100)
+        .map(|i| format!("X-H{i}: {}\r\n", "z".repeat(40)))
+        .collect();
+    assert_eq!(raw_status(edge.port, "/a.txt", &many), 431);
+    assert_eq!(origin.total_hits(), 0);
+    // Within the limits, and the process keeps serving.
+    assert_eq!(raw_status(edge.port, "/a.txt", "X-Pad: ok\r\n"), 200);
+    let r = get_with(&edge.url("/a.txt"), &[]);
+    assert_eq!(r.status, 200);
+}

@@ -61,6 +61,10 @@ pub const TRANSFORM_AUTO_AVIF: bool = true;
 pub const SIGNING_REQUIRED: bool = true;
 /// `tls.h2`: offer HTTP/2 on TLS listeners.
 pub const TLS_H2: bool = true;
+/// `http.max_url_bytes`: longer request targets get 414 (nginx's default buffer is 8 KiB).
+pub const HTTP_MAX_URL_BYTES: u64 = 8 << 10;
+/// `http.max_header_bytes`: larger header blocks (names + values) get 431.
+pub const HTTP_MAX_HEADER_BYTES: u64 = 32 << 10;
 /// How long a failed transform of a source is answered up front without asking the origin.
 pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);
 

@@ -30,6 +30,14 @@ pub struct Config {
     pub log: LogSettings,
     /// HTTPS listeners (`tls`), when configured.
     pub tls: Option<TlsListeners>,
+    pub http: HttpLimits,
+}
+
+/// Largest request line target and header block a client may send (`http`).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_url_bytes: usize,
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -173,6 +173,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "usage",
     "log",
     "tls",
+    "http",
 ];
 
 #[derive(Debug, Default)]
@@ -189,6 +190,15 @@ pub struct RawConfig {
     pub usage: Option<RawUsage>,
     pub log: RawLog,
     pub tls: Option<RawTlsListen>,
+    pub http: RawHttp,
+}
+
+/// Limits on what a client request may carry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub max_url_bytes: Option<Quantity>,
+    pub max_header_bytes: Option<Quantity>,
 }
 
 /// HTTPS listeners of the proxy.

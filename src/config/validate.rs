@@ -152,6 +152,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         },
         log: section(map.get("log"), "log", errs),
         tls: section(map.get("tls"), "tls", errs),
+        http: section(map.get("http"), "http", errs),
         ..Default::default()
     };
     match map.get("upstreams") {
@@ -315,7 +316,22 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     let tls = raw
         .tls
         .map(|t| validate_tls(t, &listen, &admin_listen, errs));
+    let http = super::HttpLimits {
+        max_url_bytes: size(
+            raw.http.max_url_bytes,
+            defaults::HTTP_MAX_URL_BYTES,
+            "http.max_url_bytes",
+            errs,
+        ) as usize,
+        max_header_bytes: size(
+            raw.http.max_header_bytes,
+            defaults::HTTP_MAX_HEADER_BYTES,
+            "http.max_header_bytes",
+            errs,
+        ) as usize,
+    };
     Config {
+        http,
         tls,
         server,
         listen,
