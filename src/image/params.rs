@@ -199,36 +199,49 @@ impl TransformSpec {
     /// PNG output. `chosen` is the negotiated output format (`Negotiated::format()`); `None` means
     /// "same as source" and then only a fixed `format=` of the spec is written.
     pub fn canonical(&self, chosen: Option<OutputFormat>) -> String {
-        let mut parts: Vec<String> = Vec::with_capacity(7);
+        let parts: Vec<String> = self
+            .canonical_params(chosen)
+            .into_iter()
+            .map(|(short, _, v)| format!("{short}={v}"))
+            .collect();
+        parts.join(",")
+    }
+
+    /// The canonical parameters in their fixed order: (short name, URL name, value).
+    fn canonical_params(
+        &self,
+        chosen: Option<OutputFormat>,
+    ) -> Vec<(&'static str, &'static str, String)> {
+        let mut p = Vec::with_capacity(7);
         if let Some(w) = self.target_width() {
-            parts.push(format!("w={w}"));
+            p.push(("w", "width", w.to_string()));
         }
         if let Some(h) = self.target_height() {
-            parts.push(format!("h={h}"));
+            p.push(("h", "height", h.to_string()));
         }
         if self.fit != Fit::ScaleDown {
-            parts.push(format!("fit={}", self.fit.as_str()));
+            p.push(("fit", "fit", self.fit.as_str().to_string()));
         }
         if matches!(self.fit, Fit::Cover | Fit::Crop | Fit::Pad) && self.gravity != Gravity::Center
         {
-            parts.push(format!("g={}", self.gravity.as_str()));
+            p.push(("g", "gravity", self.gravity.as_str().to_string()));
         }
         let fmt = chosen.or(match self.format {
             FormatChoice::Fixed(f) => Some(f),
             _ => None,
         });
         if let Some(f) = fmt {
-            parts.push(format!("f={}", f.as_str()));
+            p.push(("f", "format", f.as_str().to_string()));
         }
         if let Some(q) = self.quality {
             if fmt != Some(OutputFormat::Png) {
-                parts.push(format!("q={q}"));
+                p.push(("q", "quality", q.to_string()));
             }
         }
         if let Some([r, g, b]) = self.background {
-            parts.push(format!("bg={r:02x}{g:02x}{b:02x}"));
+            p.push(("bg", "background", format!("{r:02x}{g:02x}{b:02x}")));
         }
-        parts.join(",")
+        p
     }
 }
 
@@ -250,38 +263,14 @@ impl TransformSpec {
     /// to an upstream imgedge (a shield): it parses back to the same canonical form there. dpr
     /// is folded into the sizes; `chosen` is the negotiated format as in [`Self::canonical`].
     pub fn to_query(&self, chosen: Option<OutputFormat>) -> String {
-        let mut parts: Vec<String> = Vec::with_capacity(7);
-        if let Some(w) = self.target_width() {
-            parts.push(format!("width={w}"));
-        }
-        if let Some(h) = self.target_height() {
-            parts.push(format!("height={h}"));
-        }
-        if self.fit != Fit::ScaleDown {
-            parts.push(format!("fit={}", self.fit.as_str()));
-        }
-        if matches!(self.fit, Fit::Cover | Fit::Crop | Fit::Pad) && self.gravity != Gravity::Center
-        {
-            parts.push(format!("gravity={}", self.gravity.as_str()));
-        }
-        let fmt = chosen.or(match self.format {
-            FormatChoice::Fixed(f) => Some(f),
-            _ => None,
-        });
-        if let Some(f) = fmt {
-            parts.push(format!("format={}", f.as_str()));
-        }
-        if let Some(q) = self.quality {
-            if fmt != Some(OutputFormat::Png) {
-                parts.push(format!("quality={q}"));
-            }
-        }
-        if let Some([r, g, b]) = self.background {
-            parts.push(format!("background={r:02x}{g:02x}{b:02x}"));
-        }
+        let parts: Vec<String> = self
+            .canonical_params(chosen)
+            .into_iter()
+            .map(|(_, name, v)| format!("{name}={v}"))
+            .collect();
         if parts.is_empty() {
             // Every parameter at its default is still a transform (re-encode, strip metadata).
-            parts.push("fit=scale-down".to_string());
+            return "fit=scale-down".to_string();
         }
         parts.join("&")
     }
