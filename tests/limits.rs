@@ -252,6 +252,41 @@ fn redis_shares_limits_across_nodes_and_survives_its_outage() {
 }
 
 #[test]
+fn redis_leases_cut_round_trips_but_not_the_shared_limit() {
+    let redis = Redis::start();
+    let o = origin();
+    // 400/s: a lease may hold up to 20 requests (50 ms of the rate).
+    let limits = format!(
+        "  policies:\n    - {{name: shared, key: client_ip, rate: \"400/s\", burst: 200}}\n  backend: {{kind: redis, redis_url: \"{}\", timeout_ms: 200, on_error: closed, nodes: 2}}\n",
+        redis.url()
+    );
+    let a = edge_with(&o, &limits);
+    let b = edge_with(&o, &limits);
+    // Far below the limit: fewer Redis round trips than requests.
+    let start = Instant::now();
+    for _ in 0..100 {
+        assert_eq!(get(&a.url("/a.jpg")).status, 200);
+    }
+    let calls = a.metric("imgedge_ratelimit_redis_duration_seconds_count");
+    assert!(
+        calls < 50.0,
+        "{calls} Redis calls for 100 requests far below the limit"
+    );
+    // Over the limit from both nodes: still the shared limit, within 10%.
+    let (ok, refused, _) = hammer(&[&a, &b], 3, 3);
+    let secs = start.elapsed().as_secs_f64();
+    assert!(refused > 0, "the clients must go over the limit");
+    // the first 100 took part of the burst; tokens refill at 400/s
+    let allowed = 200.0 + 400.0 * secs;
+    let ok = ok as f64 + 100.0;
+    eprintln!("leases: {calls} redis calls for 100 requests; admitted {ok} of {allowed:.0}");
+    assert!(
+        ok <= allowed * 1.1 && ok >= allowed * 0.9,
+        "admitted {ok}, the shared limit allows {allowed:.0}"
+    );
+}
+
+#[test]
 fn redis_outage_with_on_error_local_enforces_the_node_share() {
     let mut redis = Redis::start();
     let o = origin();

@@ -29,6 +29,11 @@ pub mod defaults {
     /// While Redis is degraded, try it again at most this often, so a dead
     /// Redis does not add `timeout_ms` to every request.
     pub const REDIS_RETRY_INTERVAL_MS: u64 = 1_000;
+    /// `backend.lease`: the most requests one Redis call may admit for a node (the
+    /// request itself plus tokens kept locally for the next requests of the same client).
+    pub const LEASE: u64 = 64;
+    /// Largest `backend.lease` accepted.
+    pub const LEASE_MAX: u64 = 10_000;
     /// The tier that applies to anonymous requests (and to credentials whose
     /// tier is not configured), when a tier of this name exists.
     pub const ANONYMOUS_TIER: &str = "free";
@@ -124,6 +129,7 @@ pub struct RawBackend {
     pub nodes: Option<u32>,
     /// `redis_url` is a seed node of a Redis Cluster.
     pub cluster: Option<bool>,
+    pub lease: Option<u64>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -257,6 +263,8 @@ pub struct BackendSettings {
     pub timeout: Duration,
     pub on_error: OnError,
     pub nodes: u32,
+    /// Most tokens one Redis decision may take for a node (1 = no leasing).
+    pub lease: u64,
 }
 
 impl Default for BackendSettings {
@@ -266,6 +274,7 @@ impl Default for BackendSettings {
             timeout: Duration::from_millis(defaults::TIMEOUT_MS),
             on_error: OnError::Local,
             nodes: defaults::NODES,
+            lease: defaults::LEASE,
         }
     }
 }
@@ -609,6 +618,14 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
         0 => push(errs, "limits.backend.nodes".into(), "must be >= 1"),
         n => out.backend.nodes = n,
     }
+    match b.lease.unwrap_or(defaults::LEASE) {
+        n @ 1..=defaults::LEASE_MAX => out.backend.lease = n,
+        n => push(
+            errs,
+            "limits.backend.lease".into(),
+            format!("{n} is out of range 1..={}", defaults::LEASE_MAX),
+        ),
+    }
     match raw.expected_keys.unwrap_or(defaults::EXPECTED_KEYS) {
         0 => push(errs, "limits.expected_keys".into(), "must be >= 1"),
         n => out.expected_keys = n,
@@ -733,7 +750,7 @@ limits:
   tiers:
     pro: {rate: "1/fortnight", burst: 1}
   trusted_proxies: ["10.0.0.0/33", "proxy.local"]
-  backend: {kind: redis, redis_url: "http://x", timeout_ms: 0, on_error: maybe}
+  backend: {kind: redis, redis_url: "http://x", timeout_ms: 0, on_error: maybe, lease: 0}
 "#;
         let (_, errs) = parse(yaml);
         let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
@@ -753,6 +770,7 @@ limits:
             "limits.backend.redis_url",
             "limits.backend.timeout_ms",
             "limits.backend.on_error",
+            "limits.backend.lease",
         ] {
             assert!(paths.contains(&want), "missing {want} in {errs:#?}");
         }

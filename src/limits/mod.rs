@@ -19,6 +19,7 @@
 pub mod config;
 pub mod gcra;
 pub mod identity;
+pub mod lease;
 pub mod metrics;
 pub mod redis;
 
@@ -33,6 +34,7 @@ use self::config::{AppliesTo, BackendKind, KeyKind, Limit, OnError};
 use self::gcra::{BucketKey, Clock, Gcra, LocalStore, MonotonicClock, Verdict};
 use self::identity::Resolver;
 pub use self::identity::{AuthError, Credential, Identity};
+use self::lease::LeaseStore;
 use self::redis::{bucket_key, RedisBackend, RedisBucket};
 
 /// Where in the request a check happens.
@@ -113,6 +115,9 @@ struct Inner {
     /// `on_error: local`: each node enforces limit / nodes.
     fallback: LocalStore,
     redis: Option<RedisBackend>,
+    /// Spare Redis admissions per bucket set (`backend.lease`).
+    leases: LeaseStore,
+    lease_max: u64,
     on_error: OnError,
 }
 
@@ -234,6 +239,8 @@ impl Limiter {
                 local: LocalStore::new(settings.expected_keys, clock.clone()),
                 fallback: LocalStore::new(settings.expected_keys, clock),
                 redis,
+                leases: LeaseStore::new(settings.expected_keys),
+                lease_max: settings.backend.lease,
                 on_error: settings.backend.on_error,
             }),
         }
@@ -333,6 +340,21 @@ impl Limiter {
         if pre.iter().any(|v| !v.allowed) {
             return finish(&applied, &pre, |b| b.full, guard);
         }
+        // tokens this node already took from Redis for this client: no round trip
+        let lease_key = (self.inner.lease_max > 1).then(|| lease_key(&applied));
+        if let Some(k) = &lease_key {
+            if let Some(v) = self.inner.leases.take(k, self.inner.local.now_ns()) {
+                self.inner.local.force_admit(&full);
+                return finish(&applied, &v, |b| b.full, guard);
+            }
+        }
+        let want = match lease_key {
+            Some(_) => lease::want(
+                applied.iter().map(|a| a.b.full.emission_ns),
+                self.inner.lease_max,
+            ),
+            None => 1,
+        };
         let rb: Vec<RedisBucket> = applied
             .iter()
             .map(|a| RedisBucket {
@@ -340,10 +362,15 @@ impl Limiter {
                 gcra: a.b.full,
             })
             .collect();
-        if let Some(rv) = redis.eval(&rb, true).await {
-            let v: Vec<Verdict> = rv.iter().map(|r| r.verdict).collect();
+        if let Some(d) = redis.eval(&rb, true, want).await {
+            let v: Vec<Verdict> = d.buckets.iter().map(|r| r.verdict).collect();
             if v.iter().all(|v| v.allowed) {
                 self.inner.local.force_admit(&full);
+                if let Some(k) = lease_key {
+                    let spare = d.granted.saturating_sub(1);
+                    let now = self.inner.local.now_ns();
+                    self.inner.leases.put(k, spare, v.clone(), now);
+                }
             }
             return finish(&applied, &v, |b| b.full, guard);
         }
@@ -432,9 +459,9 @@ impl Limiter {
                 .collect();
             if !rb.is_empty() {
                 current = redis
-                    .eval(&rb, false)
+                    .eval(&rb, false, 1)
                     .await
-                    .map(|v| v.iter().map(|r| r.current).collect());
+                    .map(|d| d.buckets.iter().map(|r| r.current).collect());
             }
         }
         let current = current.unwrap_or_else(|| {
@@ -464,6 +491,19 @@ impl Limiter {
             })
             .collect()
     }
+}
+
+/// The exact set of buckets a request is checked against: a lease is only
+/// spent by requests that would have asked Redis about the same buckets.
+fn lease_key(applied: &[Applied]) -> String {
+    let mut k = String::new();
+    for a in applied {
+        k.push_str(&a.b.name);
+        k.push('\0');
+        k.push_str(&a.key);
+        k.push('\0');
+    }
+    k
 }
 
 fn bkey(a: &Applied) -> BucketKey {

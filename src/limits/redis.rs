@@ -22,36 +22,54 @@ use super::config::defaults;
 use super::gcra::{Clock, Gcra, Verdict};
 use super::metrics;
 
-/// KEYS[i]: bucket keys. ARGV[1]: "1" to commit, "0" to only look.
-/// ARGV[2i], ARGV[2i+1]: emission interval and tolerance (burst * T) of
+/// KEYS[i]: bucket keys. ARGV[1]: "1" to commit, "0" to only look. ARGV[2]: how
+/// many requests the caller would like admitted at once (a lease; >= 1).
+/// ARGV[2i+1], ARGV[2i+2]: emission interval and tolerance (burst * T) of
 /// bucket i, in microseconds. Time comes from the Redis server (`TIME`), so
-/// proxy nodes' clocks do not matter. Returns
-/// [all_admitted, then per bucket: admitted, tat_after - now, tat_now - now].
+/// proxy nodes' clocks do not matter.
+///
+/// The grant is what every bucket can spare: at most a quarter of the requests
+/// it would admit right now (so a bucket near its limit grants exactly 1 and
+/// behaves as plain GCRA), at least 1 when the request itself is admitted.
+/// Returns [all_admitted, granted, then per bucket: admitted, tat_after - now,
+/// tat_now - now].
 const SCRIPT: &str = r#"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local commit = ARGV[1] == '1'
+local grant = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local out = {1}
-local new = {}
+local all = 1
+local tats = {}
 for i = 1, #KEYS do
-  local em = tonumber(ARGV[2 * i])
-  local tol = tonumber(ARGV[2 * i + 1])
+  local em = tonumber(ARGV[2 * i + 1])
+  local tol = tonumber(ARGV[2 * i + 2])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '') or now
   if tat < now then tat = now end
-  local nt = tat + em
+  tats[i] = tat
+  if tat + em - now > tol then all = 0 end
+  local spare = math.floor(math.floor((tol - (tat - now)) / em) / 4)
+  if spare < grant then grant = spare end
+end
+if grant < 1 then grant = 1 end
+if all == 0 then grant = 0 end
+local out = {all, grant}
+for i = 1, #KEYS do
+  local em = tonumber(ARGV[2 * i + 1])
+  local tol = tonumber(ARGV[2 * i + 2])
+  local tat = tats[i]
+  local n = grant
+  if n < 1 then n = 1 end
+  local nt = tat + n * em
   local ok = 1
-  if nt - now > tol then ok = 0; out[1] = 0 end
-  new[i] = nt
+  if tat + em - now > tol then ok = 0 end
   out[#out + 1] = ok
   out[#out + 1] = nt - now
   out[#out + 1] = tat - now
-end
-if commit and out[1] == 1 then
-  for i = 1, #KEYS do
+  if commit and all == 1 then
     -- %d: plain tostring() would round a 16-digit microsecond count
-    redis.call('SET', KEYS[i], string.format('%d', new[i]), 'PX',
-      math.floor((new[i] - now) / 1000) + 1)
+    redis.call('SET', KEYS[i], string.format('%d', nt), 'PX',
+      math.floor((nt - now) / 1000) + 1)
   end
 end
 return out
@@ -63,10 +81,19 @@ pub struct RedisBucket {
     pub gcra: Gcra,
 }
 
-/// Per-bucket result: the verdict for this request and the state before it.
+/// Per-bucket result: the verdict for this request (after every granted
+/// token is taken) and the state before it.
+#[derive(Debug, Clone, Copy)]
 pub struct RedisVerdict {
     pub verdict: Verdict,
     pub current: Verdict,
+}
+
+/// One decision: per-bucket verdicts, and how many requests Redis admitted
+/// (0 when refused; more than 1 is a lease for the node to spend locally).
+pub struct RedisDecision {
+    pub buckets: Vec<RedisVerdict>,
+    pub granted: u64,
 }
 
 /// Redis key for a bucket. User-controlled parts that are long or could
@@ -186,7 +213,12 @@ impl RedisBackend {
         });
     }
 
-    async fn call(&self, keys: &[RedisBucket], commit: bool) -> Result<Vec<i64>, CallError> {
+    async fn call(
+        &self,
+        keys: &[RedisBucket],
+        commit: bool,
+        want: u64,
+    ) -> Result<Vec<i64>, CallError> {
         let mut rx = self.conn_tx.subscribe();
         let existing = rx.borrow().clone();
         let mut conn = match existing {
@@ -201,7 +233,7 @@ impl RedisBackend {
             }
         };
         let mut inv = self.script.prepare_invoke();
-        inv.arg(if commit { "1" } else { "0" });
+        inv.arg(if commit { "1" } else { "0" }).arg(want.max(1));
         for b in keys {
             let em_us = (b.gcra.emission_ns / 1000).max(1);
             inv.key(&b.key)
@@ -214,9 +246,15 @@ impl RedisBackend {
         })
     }
 
-    /// Evaluates `buckets` in Redis. `None` when Redis failed, timed out, or
-    /// is degraded and not due for another try: the caller falls back.
-    pub async fn eval(&self, buckets: &[RedisBucket], commit: bool) -> Option<Vec<RedisVerdict>> {
+    /// Evaluates `buckets` in Redis, asking for up to `want` admissions at
+    /// once. `None` when Redis failed, timed out, or is degraded and not due
+    /// for another try: the caller falls back.
+    pub async fn eval(
+        &self,
+        buckets: &[RedisBucket],
+        commit: bool,
+        want: u64,
+    ) -> Option<RedisDecision> {
         if self.degraded.load(Ordering::Acquire) {
             // one probe per interval; everyone else falls back at once
             let now = self.clock.now_ns();
@@ -232,7 +270,7 @@ impl RedisBackend {
             }
         }
         let start = Instant::now();
-        let res = match tokio::time::timeout(self.timeout, self.call(buckets, commit)).await {
+        let res = match tokio::time::timeout(self.timeout, self.call(buckets, commit, want)).await {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout),
         };
@@ -263,33 +301,37 @@ impl RedisBackend {
     }
 }
 
-fn decode(buckets: &[RedisBucket], v: &[i64]) -> Option<Vec<RedisVerdict>> {
-    if v.len() != 1 + 3 * buckets.len() {
+fn decode(buckets: &[RedisBucket], v: &[i64]) -> Option<RedisDecision> {
+    if v.len() != 2 + 3 * buckets.len() {
         return None;
     }
     let us = |x: i64| u64::try_from(x).unwrap_or(0).saturating_mul(1000);
-    Some(
-        buckets
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let (ok, after, before) = (v[1 + 3 * i], v[2 + 3 * i], v[3 + 3 * i]);
-                // recompute with the same integer math the local store uses
-                let g = scaled(b.gcra);
-                let current = g.verdict_at(us(before), 0);
-                let verdict = if ok == 1 {
-                    g.verdict_at(us(after), 0)
-                } else {
-                    Verdict {
-                        allowed: false,
-                        retry_ns: us(after).saturating_sub(g.tolerance_ns),
-                        ..current
-                    }
-                };
-                RedisVerdict { verdict, current }
-            })
-            .collect(),
-    )
+    let granted = if v[0] == 1 {
+        u64::try_from(v[1]).unwrap_or(1).max(1)
+    } else {
+        0
+    };
+    let buckets = buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let (ok, after, before) = (v[2 + 3 * i], v[3 + 3 * i], v[4 + 3 * i]);
+            // recompute with the same integer math the local store uses
+            let g = scaled(b.gcra);
+            let current = g.verdict_at(us(before), 0);
+            let verdict = if ok == 1 {
+                g.verdict_at(us(after), 0)
+            } else {
+                Verdict {
+                    allowed: false,
+                    retry_ns: us(after).saturating_sub(g.tolerance_ns),
+                    ..current
+                }
+            };
+            RedisVerdict { verdict, current }
+        })
+        .collect();
+    Some(RedisDecision { buckets, granted })
 }
 
 /// The GCRA as Redis runs it (microsecond granularity), in nanoseconds.
