@@ -552,7 +552,11 @@ impl ProxyHttp for ImgEdge {
             Ok(s) => s,
             Err(e @ SelectError::AllOpen(_)) => {
                 let reason = format!("service unavailable: {e}");
-                log::warn!("{} {}: {reason}", session.req_header().method, session.req_header().uri);
+                log::warn!(
+                    "{} {}: {reason}",
+                    session.req_header().method,
+                    session.req_header().uri
+                );
                 ctx.fault = Some((503, reason.clone()));
                 return Error::e_explain(ErrorType::HTTPStatus(503), reason);
             }
@@ -640,9 +644,8 @@ impl ProxyHttp for ImgEdge {
                     ctx.failed_peers.push(*addr);
                 }
             }
-            let retry = idempotent
-                && before_header
-                && (stale_connection || ctx.attempts <= pool.retries());
+            let retry =
+                idempotent && before_header && (stale_connection || ctx.attempts <= pool.retries());
             if retry {
                 log::info!(
                     "{} {}: upstream {} peer {label} failed ({e}); retrying on another peer",

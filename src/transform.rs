@@ -248,7 +248,9 @@ impl Transformer {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let result = if multi_thread {
-            tokio::task::block_in_place(|| self.pool.run_blocking_timeout(permit, job, self.timeout))
+            tokio::task::block_in_place(|| {
+                self.pool.run_blocking_timeout(permit, job, self.timeout)
+            })
         } else {
             self.pool.run_blocking_timeout(permit, job, self.timeout)
         };

@@ -26,7 +26,11 @@ fn fixed_origin_serves_whole_body(edge: &Edge, origin: &FaultyOrigin, path: &str
     origin.set(Fault::None);
     let r = get(&edge.url(path));
     assert_eq!(r.status, 200, "{path}: {}", r.text());
-    assert_eq!(r.cache(), "MISS", "{path}: something of the failed response was cached");
+    assert_eq!(
+        r.cache(),
+        "MISS",
+        "{path}: something of the failed response was cached"
+    );
     assert_eq!(r.body, want, "{path}: body after the fix");
     let again = get(&edge.url(path));
     assert_eq!((again.cache(), again.body.as_slice()), ("HIT", want));
@@ -152,17 +156,10 @@ fn stale_entry_is_served_when_the_origin_faults() {
     let body = fixture("meadow_640.jpg");
     let origin = FaultyOrigin::start("image/jpeg", body.clone(), Fault::None);
     origin.header("Cache-Control", "max-age=1");
-    let edge = edge_for(
-        &[origin.peer()],
-        no_breaker(),
-        "",
-    );
+    let edge = edge_for(&[origin.peer()], no_breaker(), "");
     // Faults before the response header: once a new header has gone out (a reset mid-body),
     // the stale entry can no longer be sent and the client sees a cut-off body instead.
-    for (i, fault) in [Fault::Hang, Fault::Garbage]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, fault) in [Fault::Hang, Fault::Garbage].into_iter().enumerate() {
         for transform in [false, true] {
             let path = if transform {
                 format!("/stale{i}.jpg?w=120")
@@ -199,7 +196,10 @@ fn stale_entry_is_served_when_the_origin_faults() {
 fn circuit_breaker_takes_a_failing_peer_out_and_a_probe_brings_it_back() {
     let good = Origin::start();
     for i in 0..200 {
-        good.route(&format!("/b/{i}"), Reply::ok("text/plain", format!("good {i}")));
+        good.route(
+            &format!("/b/{i}"),
+            Reply::ok("text/plain", format!("good {i}")),
+        );
     }
     let bad = FaultyOrigin::start("text/plain", b"fixed".to_vec(), Fault::Garbage);
     let edge = edge_for(
@@ -301,11 +301,22 @@ fn transform_over_its_budget_is_a_clean_503_and_nothing_is_cached() {
         // The status line had gone out: the chunked body is aborted, never complete.
         Err(e) => assert!(!e.is_empty()),
     }
-    assert!(edge.log().contains("transform did not finish within 1ms (transform.timeout)"));
+    assert!(edge
+        .log()
+        .contains("transform did not finish within 1ms (transform.timeout)"));
     // Nothing was stored: the repeat is not a hit (the failure is remembered briefly).
     let again = get(&edge.url("/m.jpg?w=300&format=png"));
-    assert_eq!((again.status, again.cache()), (503, "BYPASS"), "{}", again.text());
-    assert!(again.text().contains("(transform.timeout)"), "{}", again.text());
+    assert_eq!(
+        (again.status, again.cache()),
+        (503, "BYPASS"),
+        "{}",
+        again.text()
+    );
+    assert!(
+        again.text().contains("(transform.timeout)"),
+        "{}",
+        again.text()
+    );
     assert!(edge.metric("imgedge_transforms_refused_total{reason=\"timeout\"}") >= 1.0);
     // The source itself passes through untouched.
     assert_eq!(get(&edge.url("/m.jpg")).status, 200);

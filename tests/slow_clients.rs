@@ -27,7 +27,10 @@ fn read_until_closed(s: &mut TcpStream, started: Instant) -> (String, Duration) 
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    (String::from_utf8_lossy(&buf).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&buf).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[test]
@@ -40,7 +43,8 @@ fn slowloris_is_cut_off_at_the_header_timeout_while_others_are_served() {
     let slow = std::thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let started = Instant::now();
-        s.write_all(b"GET /ok HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+        s.write_all(b"GET /ok HTTP/1.1\r\nHost: localhost\r\n")
+            .unwrap();
         let mut reader = s.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
             for b in b"X-Slow: ".iter().chain([b'a'; 200].iter()).cycle() {
@@ -61,7 +65,11 @@ fn slowloris_is_cut_off_at_the_header_timeout_while_others_are_served() {
         let t = Instant::now();
         let r = get(&edge.url("/ok"));
         assert_eq!((r.status, r.text().as_str()), (200, "ok"));
-        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
         served += 1;
     }
     assert!(served >= 3, "only {served} requests served");

@@ -680,7 +680,12 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                     format!("{tp}.first_byte"),
                     errs,
                 ),
-                total: dur(t.total, defaults::TOTAL_TIMEOUT, format!("{tp}.total"), errs),
+                total: dur(
+                    t.total,
+                    defaults::TOTAL_TIMEOUT,
+                    format!("{tp}.total"),
+                    errs,
+                ),
             };
             for (d, k) in [
                 (timeouts.connect, "connect"),

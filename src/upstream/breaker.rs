@@ -244,10 +244,7 @@ impl Ticket {
 
     pub fn failure(mut self, why: &str) {
         self.done = true;
-        let t = self
-            .breaker
-            .machine
-            .failure(self.probe, Instant::now());
+        let t = self.breaker.machine.failure(self.probe, Instant::now());
         let why = if self.probe {
             format!("probe request failed: {why}")
         } else {
@@ -293,10 +290,7 @@ mod tests {
         assert_eq!(m.failure(false, t0), None);
         assert_eq!(m.state(), State::Closed);
         assert_eq!(m.admit(t0).0, Admission::Normal);
-        assert_eq!(
-            m.failure(false, t0),
-            Some((State::Closed, State::Open))
-        );
+        assert_eq!(m.failure(false, t0), Some((State::Closed, State::Open)));
         assert_eq!(m.state(), State::Open);
     }
 

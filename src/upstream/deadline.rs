@@ -180,7 +180,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0);
-        assert_eq!(d.expired(), Some(Expired::FirstByte(Duration::from_millis(20))));
+        assert_eq!(
+            d.expired(),
+            Some(Expired::FirstByte(Duration::from_millis(20)))
+        );
     }
 
     #[tokio::test]
@@ -201,7 +204,11 @@ mod tests {
         );
         d2.disarm();
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(d.expired(), None, "header seen: first byte no longer applies");
+        assert_eq!(
+            d.expired(),
+            None,
+            "header seen: first byte no longer applies"
+        );
         assert_eq!(d2.expired(), None);
         // The total deadline still applies after the header (polled: timers may run late).
         for _ in 0..500 {

@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod dir;
 
 use crate::config::{Config, HealthCheck, LbAlgorithm, PeerPool, UpstreamKind};
+use breaker::{Breaker, Ticket};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::ServiceWithDependents;
@@ -14,7 +15,6 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora_load_balancing::health_check::HttpHealthCheck;
 use pingora_load_balancing::selection::{Consistent, RoundRobin};
 use pingora_load_balancing::{Backend, LoadBalancer};
-use breaker::{Breaker, Ticket};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -141,7 +141,10 @@ impl Pool {
                     .select_with(key, |b, healthy| healthy && not_failed(b) && admit(b))
                     // Every healthy peer is out: try one the health check calls down but whose
                     // breaker lets it through (the check may be wrong, e.g. a bad path).
-                    .or_else(|| p.balancer.select_with(key, |b, _| not_failed(b) && admit(b)))
+                    .or_else(|| {
+                        p.balancer
+                            .select_with(key, |b, _| not_failed(b) && admit(b))
+                    })
                     .ok_or_else(|| {
                         if refused.get() {
                             SelectError::AllOpen(self.name.clone())
