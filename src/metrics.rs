@@ -25,6 +25,9 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub peer_healthy: IntGaugeVec,
+    pub circuit_state: IntGaugeVec,
+    pub circuit_transitions: IntCounterVec,
+    pub client_timeouts: IntCounterVec,
     pub cache_lookups: IntCounterVec,
     pub cache_insertions: IntCounter,
     pub cache_evictions: IntCounter,
@@ -78,7 +81,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         upstream_errors: register_int_counter_vec!(
             "imgedge_upstream_errors_total",
-            "Upstream failures, by kind (connect, proxy)",
+            "Upstream failures, by kind (connect, proxy, first_byte, total)",
             &["pool", "peer", "kind"]
         )?,
         upstream_duration: register_histogram_vec!(
@@ -91,6 +94,21 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "imgedge_upstream_peer_healthy",
             "1 when the peer passes its health check",
             &["pool", "peer"]
+        )?,
+        circuit_state: register_int_gauge_vec!(
+            "imgedge_upstream_circuit_state",
+            "Circuit breaker state of each peer: 1 for the current state (closed, open, half_open)",
+            &["pool", "peer", "state"]
+        )?,
+        circuit_transitions: register_int_counter_vec!(
+            "imgedge_upstream_circuit_transitions_total",
+            "Circuit breaker state changes, by the state entered",
+            &["pool", "peer", "to"]
+        )?,
+        client_timeouts: register_int_counter_vec!(
+            "imgedge_client_timeouts_total",
+            "Client connections closed by a timeout (header: request header too slow, keepalive: idle)",
+            &["kind"]
         )?,
         cache_lookups: register_int_counter_vec!(
             "imgedge_cache_lookups_total",
@@ -189,7 +207,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         transforms_refused: register_int_counter_vec!(
             "imgedge_transforms_refused_total",
-            "Transforms refused or failed, by reason (too_big, bomb, bad_data, encode, pool, queue_full, remembered)",
+            "Transforms refused or failed, by reason (too_big, bomb, bad_data, encode, pool, timeout, queue_full, remembered)",
             &["reason"]
         )?,
         transform_queue_depth: register_int_gauge!(

@@ -15,8 +15,12 @@
 //! proxy_upstream_filter . limits on misses (429); a source that just   │
 //!                         failed: answer its error;                    │
 //!                         reserve a transform slot, 503 when full      │
-//! upstream_peer ......... pick a healthy peer, skip failed ones (upstream::Pool::select)
-//! fail_to_connect ....... retry on another peer (upstream retries)
+//! upstream_peer ......... pick a healthy peer, skip failed ones and open circuits
+//!                         (upstream::Pool::select; 503 when every circuit is open)
+//! fail_to_connect ....... report to the circuit breaker; retry on another peer
+//! connected_to_upstream . arm the first-byte / total deadlines     (upstream::deadline)
+//! error_while_proxy ..... timeout, reset, garbage: report to the breaker; retry on another
+//!                         peer while no response header came; 502/504 with a reason
 //! upstream_request_filter path (strip_prefix, transform params removed), Host, X-Forwarded-For
 //! upstream_response_filter transform or pass through? fix the headers  (transform::inspect)
 //! upstream_response_body_filter buffer the source; at end of stream transform it on the
@@ -34,7 +38,9 @@ use crate::limits::{Decision, Identity, InflightGuard, Limiter, Stage};
 use crate::metrics::{status_class, METRICS};
 use crate::routes::{self, Router};
 use crate::transform::{Planned, Transformer, Verdict};
-use crate::upstream::Pool;
+use crate::upstream::breaker::Ticket;
+use crate::upstream::deadline::Deadlines;
+use crate::upstream::{Pool, SelectError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::*;
@@ -108,6 +114,14 @@ pub struct Ctx {
     transform_ms: Option<f64>,
     /// `Access-Control-Allow-Origin` value, when the request's Origin is allowed.
     cors: Option<String>,
+    /// The circuit breaker's admission of the current attempt (report the outcome on it).
+    ticket: Option<Ticket>,
+    /// First-byte / total deadlines of the current attempt.
+    deadlines: Option<Deadlines>,
+    /// The origin's response header arrived in the current attempt.
+    header_received: bool,
+    /// Status and one-line reason of an origin fault (timeout, open circuits).
+    fault: Option<(u16, String)>,
 }
 
 struct Transforming {
@@ -529,17 +543,124 @@ impl ProxyHttp for ImgEdge {
         if ctx.lb_key.is_empty() {
             ctx.lb_key = session.req_header().uri.path().as_bytes().to_vec();
         }
-        let (peer, label) = pool
-            .select(&ctx.lb_key, &ctx.failed_peers)
-            .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?;
+        // A new attempt: what the previous one left is resolved or dropped (abandoned).
+        ctx.ticket = None;
+        ctx.deadlines = None;
+        ctx.header_received = false;
+        ctx.fault = None;
+        let selected = match pool.select(&ctx.lb_key, &ctx.failed_peers) {
+            Ok(s) => s,
+            Err(e @ SelectError::AllOpen(_)) => {
+                let reason = format!("service unavailable: {e}");
+                log::warn!(
+                    "{} {}: {reason}",
+                    session.req_header().method,
+                    session.req_header().uri
+                );
+                ctx.fault = Some((503, reason.clone()));
+                return Error::e_explain(ErrorType::HTTPStatus(503), reason);
+            }
+            Err(e) => return Error::e_explain(ErrorType::ConnectNoRoute, e.to_string()),
+        };
+        let label = selected.label;
         METRICS
             .upstream_requests
             .with_label_values(&[pool.name.as_str(), label.as_str()])
             .inc();
+        if selected.ticket.as_ref().is_some_and(Ticket::is_probe) {
+            log::info!(
+                "circuit breaker: upstream {} peer {label}: probing with {}",
+                pool.name,
+                session.req_header().uri
+            );
+        }
+        ctx.ticket = selected.ticket;
         ctx.attempts += 1;
         ctx.peer = Some(label);
         ctx.upstream_start = Some(Instant::now());
-        Ok(Box::new(peer))
+        Ok(Box::new(selected.peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some((first_byte, total)) = self.pool(ctx).and_then(Pool::response_deadlines) {
+            ctx.deadlines = Some(Deadlines::arm(fd, first_byte, total));
+        }
+        Ok(())
+    }
+
+    /// An origin failure after connecting: a timeout (our deadlines), a reset, a short body,
+    /// garbage. Reported to the circuit breaker; retried on another peer while nothing of the
+    /// response has been received (idempotent requests only).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let expired = ctx.deadlines.take().and_then(|mut d| {
+            d.disarm();
+            d.expired()
+        });
+        let Some(pool) = self.pool(ctx) else { return e };
+        let label = ctx.peer.clone().unwrap_or_default();
+        let mut e = match expired {
+            Some(x) => {
+                let reason = x.reason(&pool.name);
+                METRICS
+                    .upstream_errors
+                    .with_label_values(&[pool.name.as_str(), label.as_str(), x.kind()])
+                    .inc();
+                ctx.fault = Some((504, reason.clone()));
+                let mut t = Error::explain(ErrorType::ReadTimedout, reason);
+                t.as_up();
+                t
+            }
+            None => e.more_context(format!("Peer: {peer}")),
+        };
+        let idempotent = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        let before_header = !ctx.header_received;
+        if expired.is_some() || e.esource() == &ErrorSource::Upstream {
+            // A reused keep-alive connection that fails before any response is most often the
+            // origin having closed it while idle: retry on a fresh one, blame no one.
+            let stale_connection = client_reused && before_header && expired.is_none();
+            match ctx.ticket.take() {
+                Some(_) if stale_connection => {}
+                Some(t) => t.failure(&e.to_string()),
+                None => {}
+            }
+            if !stale_connection {
+                if let Some(addr) = peer._address.as_inet() {
+                    ctx.failed_peers.push(*addr);
+                }
+            }
+            let retry =
+                idempotent && before_header && (stale_connection || ctx.attempts <= pool.retries());
+            if retry {
+                log::info!(
+                    "{} {}: upstream {} peer {label} failed ({e}); retrying on another peer",
+                    session.req_header().method,
+                    session.req_header().uri,
+                    pool.name
+                );
+            }
+            e.set_retry(retry);
+        } else {
+            // The client side failed: nothing is known about the peer.
+            ctx.ticket = None;
+            e.set_retry(false);
+        }
+        e
     }
 
     fn fail_to_connect(
@@ -555,6 +676,9 @@ impl ProxyHttp for ImgEdge {
             .upstream_errors
             .with_label_values(&[pool.name.as_str(), label.as_str(), "connect"])
             .inc();
+        if let Some(t) = ctx.ticket.take() {
+            t.failure(&format!("connect: {e}"));
+        }
         if let Some(addr) = peer._address.as_inet() {
             ctx.failed_peers.push(*addr);
         }
@@ -600,6 +724,22 @@ impl ProxyHttp for ImgEdge {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
+        ctx.header_received = true;
+        let bodyless = matches!(status, 204 | 304)
+            || session.req_header().method == http::Method::HEAD
+            || upstream_response
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
+        if bodyless {
+            // No body will follow: the exchange is complete.
+            ctx.deadlines = None;
+            if let Some(t) = ctx.ticket.take() {
+                t.success();
+            }
+        } else if let Some(d) = &ctx.deadlines {
+            d.header_received();
+        }
         if status == 304 && ctx.planned.is_some() && !ctx.forward_transform {
             // Revalidated: the origin's tag names the source; the stored entry keeps its own.
             upstream_response.remove_header(&http::header::ETAG);
@@ -672,6 +812,30 @@ impl ProxyHttp for ImgEdge {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            // A close-delimited body cut by our total deadline looks complete: check first.
+            let expired = ctx.deadlines.take().and_then(|mut d| {
+                d.disarm();
+                d.expired()
+            });
+            if let Some(x) = expired {
+                let pool = self.pool(ctx).map_or("-", |p| p.name.as_str());
+                let reason = x.reason(pool);
+                if let Some(t) = ctx.ticket.take() {
+                    t.failure(&reason);
+                }
+                log::warn!("{}: {reason}", session.req_header().uri);
+                ctx.fault = Some((504, reason.clone()));
+                ctx.transforming = None;
+                *body = None;
+                let mut e = Error::explain(ErrorType::ReadTimedout, reason);
+                e.as_up();
+                return Err(e);
+            }
+            if let Some(t) = ctx.ticket.take() {
+                t.success();
+            }
+        }
         if ctx.refusal.is_some() {
             *body = None;
             if end_of_stream {
@@ -821,12 +985,19 @@ impl ProxyHttp for ImgEdge {
     /// Maps a failure to a status with a one-line reason: 502 when the origin failed (connect,
     /// TLS, reset, garbage), 504 when it timed out, 4xx for a bad client request.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let code = error_status(e, ctx.peer.is_some());
+        ctx.deadlines = None;
+        let fault = ctx.fault.take();
+        let code = match &fault {
+            Some((status, _)) if ctx.failure.is_none() => *status,
+            _ => error_status(e, ctx.peer.is_some()),
+        };
         if code > 0 {
             let pool = self.pool(ctx).map_or("-", |p| p.name.as_str());
             let reason = match code {
                 // A failed transform carries its one-line reason.
                 _ if ctx.failure.is_some() => ctx.failure.take().unwrap_or_default(),
+                // An origin timeout or open circuits: said precisely.
+                _ if fault.is_some() => fault.map(|(_, r)| r).unwrap_or_default(),
                 502 => format!(
                     "bad gateway: upstream {pool} failed ({})",
                     e.etype().as_str()

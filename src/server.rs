@@ -97,11 +97,14 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         purge_token: config.admin.token.clone(),
     }));
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        ImgEdge { state },
-        "imgedge proxy",
-    );
+    let mut app = pingora_proxy::http_proxy(&server.configuration, ImgEdge { state });
+    let mut options = pingora_core::apps::HttpServerOptions::default();
+    // HTTP/2 connections are Pingora's own: close them after the same idle time.
+    options.h2_idle_timeout = Some(config.client.keepalive);
+    app.server_options = Some(options);
+    // Header and keep-alive deadlines of HTTP/1 clients (see downstream.rs for why a wrapper).
+    let app = crate::downstream::ClientTimeouts::new(app, config.client);
+    let mut proxy = Service::new("imgedge proxy".to_string(), app);
     for addr in &config.listen {
         proxy.add_tcp(addr);
     }

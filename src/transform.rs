@@ -70,15 +70,18 @@ impl Failure {
     /// 500 when our side failed (encoder, pool).
     pub fn status(&self) -> u16 {
         match self {
+            // Over its budget: our side is overloaded or the image too costly; retry later.
+            Failure::Pool(PoolError::TimedOut(_)) => 503,
             Failure::Image(TransformError::Encode(_)) | Failure::Pool(_) => 500,
             Failure::Image(_) => 422,
         }
     }
 
-    /// Metric label: too_big | bomb | bad_data | encode | pool.
+    /// Metric label: too_big | bomb | bad_data | encode | pool | timeout.
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::Image(e) => e.reason(),
+            Failure::Pool(PoolError::TimedOut(_)) => "timeout",
             Failure::Pool(_) => "pool",
         }
     }
@@ -97,6 +100,8 @@ pub struct Transformer {
     /// Output formats `format=auto` may choose.
     auto_formats: Vec<OutputFormat>,
     failure_ttl: Duration,
+    /// Budget of one transform (`transform.timeout`).
+    timeout: Duration,
     failures: Mutex<HashMap<String, Remembered>>,
     signer: Option<Signer>,
     /// Cache key -> milliseconds the transform that made the entry took (for `Server-Timing`).
@@ -122,6 +127,7 @@ impl Transformer {
             pool: TransformPool::new(s.workers, s.queue),
             auto_formats,
             failure_ttl: s.failure_ttl,
+            timeout: s.timeout,
             failures: Mutex::new(HashMap::new()),
             signer: s.signing.clone().map(Signer::new),
             durations: Mutex::new(lru::LruCache::new(
@@ -242,9 +248,11 @@ impl Transformer {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let result = if multi_thread {
-            tokio::task::block_in_place(|| self.pool.run_blocking(permit, job))
+            tokio::task::block_in_place(|| {
+                self.pool.run_blocking_timeout(permit, job, self.timeout)
+            })
         } else {
-            self.pool.run_blocking(permit, job)
+            self.pool.run_blocking_timeout(permit, job, self.timeout)
         };
         Ok(result??)
     }
@@ -338,6 +346,7 @@ mod tests {
             queue: 1,
             auto_avif: false,
             failure_ttl: defaults::TRANSFORM_FAILURE_TTL,
+            timeout: defaults::TRANSFORM_TIMEOUT,
             signing: None,
         })
     }

@@ -244,7 +244,12 @@ fn healthz_and_metrics() {
     assert!(!r.text().contains("live"), "{}", r.text());
     assert!(origin.hits("/hc") >= 1);
     get(&edge.url("/m"));
-    let m = get(&edge.admin_url("/metrics")).text();
+    // The request is counted in the logging phase, just after the response went out: poll.
+    let m = eventually(10, "the request to be counted", || {
+        let m = get(&edge.admin_url("/metrics")).text();
+        m.contains("imgedge_requests_total{cache_status=\"MISS\"")
+            .then_some(m)
+    });
     for name in [
         "imgedge_requests_total{cache_status=\"MISS\",route=\"/\",status_class=\"2xx\"} 1",
         "imgedge_request_duration_seconds_bucket",

@@ -22,7 +22,20 @@ pub const TOTAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `upstreams.X.timeouts.first_byte`: request sent -> response header received.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// `upstreams.X.timeouts.total`: request sent -> last byte of the response.
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const RETRIES: usize = 1;
+/// `upstreams.X.circuit_breaker.failures`: consecutive failures that open a peer's circuit.
+pub const CB_FAILURES: u32 = 5;
+/// `upstreams.X.circuit_breaker.cooldown`: an open circuit waits this long before one probe.
+pub const CB_COOLDOWN: Duration = Duration::from_secs(10);
+/// `client.header_timeout`: a client must send its whole request header within this (nginx's
+/// client_header_timeout is 60s; an edge facing slowloris wants less).
+pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `client.keepalive_timeout`: idle time between requests on a connection (Pingora's 60s).
+pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const HC_PATH: &str = "/";
 pub const HC_INTERVAL: Duration = Duration::from_secs(5);
@@ -65,6 +78,8 @@ pub const TLS_H2: bool = true;
 pub const HTTP_MAX_URL_BYTES: u64 = 8 << 10;
 /// `http.max_header_bytes`: larger header blocks (names + values) get 431.
 pub const HTTP_MAX_HEADER_BYTES: u64 = 32 << 10;
+/// `transform.timeout`: budget of one transform, queue wait included (typical: 10-300 ms).
+pub const TRANSFORM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a failed transform of a source is answered up front without asking the origin.
 pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);
 

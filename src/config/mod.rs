@@ -31,6 +31,18 @@ pub struct Config {
     /// HTTPS listeners (`tls`), when configured.
     pub tls: Option<TlsListeners>,
     pub http: HttpLimits,
+    /// Client-side timeouts (`client`).
+    pub client: ClientTimeouts,
+}
+
+/// How long a client may take (`client`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// From the connection's accept (first request) or the first byte of a later request to
+    /// the end of its header block; then 408 and close.
+    pub header: Duration,
+    /// Idle time allowed between two requests on one connection; then it is closed.
+    pub keepalive: Duration,
 }
 
 /// Largest request line target and header block a client may send (`http`).
@@ -117,8 +129,20 @@ pub struct PeerPool {
     pub lb: LbAlgorithm,
     pub health_check: Option<HealthCheck>,
     pub timeouts: Timeouts,
-    /// Extra attempts on another peer when connecting fails.
+    /// Extra attempts on another peer when connecting fails or the origin fails before its
+    /// response header.
     pub retries: usize,
+    /// `None`: the breaker is off (`circuit_breaker.enabled: false`).
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// Per-peer circuit breaker (`upstreams.X.circuit_breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// How long an open circuit skips the peer before one probe request is let through.
+    pub cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +167,10 @@ pub struct Timeouts {
     pub read: Duration,
     pub write: Duration,
     pub idle: Duration,
+    /// From the request sent to the response header received.
+    pub first_byte: Duration,
+    /// From the request sent to the last byte of the response.
+    pub total: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +214,8 @@ pub struct TransformSettings {
     /// Whether `format=auto` may pick AVIF (slow to encode).
     pub auto_avif: bool,
     pub failure_ttl: Duration,
+    /// Budget of one transform (queue wait included); beyond it the request fails (503).
+    pub timeout: Duration,
     /// Signed URLs (`transform.signing`), when configured.
     pub signing: Option<crate::signing::SigningSettings>,
 }

@@ -51,6 +51,26 @@ pub struct RawTimeouts {
     pub read: Option<Quantity>,
     pub write: Option<Quantity>,
     pub idle: Option<Quantity>,
+    pub first_byte: Option<Quantity>,
+    pub total: Option<Quantity>,
+}
+
+/// `upstreams.X.circuit_breaker`: passive per-peer breaker fed by real requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub enabled: Option<bool>,
+    pub failures: Option<u32>,
+    pub cooldown: Option<Quantity>,
+}
+
+/// `client`: how long a client may take to send its request headers, and stay idle between
+/// requests on a keep-alive connection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub header_timeout: Option<Quantity>,
+    pub keepalive_timeout: Option<Quantity>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +99,7 @@ pub struct RawUpstream {
     pub health_check: Option<RawHealthCheck>,
     pub timeouts: Option<RawTimeouts>,
     pub retries: Option<usize>,
+    pub circuit_breaker: Option<RawCircuitBreaker>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +148,7 @@ pub struct RawTransform {
     pub auto_avif: Option<bool>,
     pub formats: Option<Vec<String>>,
     pub failure_ttl: Option<Quantity>,
+    pub timeout: Option<Quantity>,
     /// name -> parameter -> value (numbers or strings)
     pub presets: Option<BTreeMap<String, BTreeMap<String, serde_yaml::Value>>>,
     pub signing: Option<RawSigning>,
@@ -174,6 +196,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "tls",
     "http",
+    "client",
 ];
 
 #[derive(Debug, Default)]
@@ -191,6 +214,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub tls: Option<RawTlsListen>,
     pub http: RawHttp,
+    pub client: RawClient,
 }
 
 /// Limits on what a client request may carry.

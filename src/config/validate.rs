@@ -153,6 +153,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         log: section(map.get("log"), "log", errs),
         tls: section(map.get("tls"), "tls", errs),
         http: section(map.get("http"), "http", errs),
+        client: section(map.get("client"), "client", errs),
         ..Default::default()
     };
     match map.get("upstreams") {
@@ -330,7 +331,9 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
             errs,
         ) as usize,
     };
+    let client = validate_client(raw.client, errs);
     Config {
+        client,
         http,
         tls,
         server,
@@ -548,6 +551,7 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                 (up.health_check.is_some(), "health_check"),
                 (up.timeouts.is_some(), "timeouts"),
                 (up.retries.is_some(), "retries"),
+                (up.circuit_breaker.is_some(), "circuit_breaker"),
             ] {
                 if set {
                     errs.add(
@@ -670,12 +674,39 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                     errs,
                 ),
                 idle: dur(t.idle, defaults::IDLE_TIMEOUT, format!("{tp}.idle"), errs),
+                first_byte: dur(
+                    t.first_byte,
+                    defaults::FIRST_BYTE_TIMEOUT,
+                    format!("{tp}.first_byte"),
+                    errs,
+                ),
+                total: dur(
+                    t.total,
+                    defaults::TOTAL_TIMEOUT,
+                    format!("{tp}.total"),
+                    errs,
+                ),
             };
-            for (d, k) in [(timeouts.connect, "connect"), (timeouts.read, "read")] {
+            for (d, k) in [
+                (timeouts.connect, "connect"),
+                (timeouts.read, "read"),
+                (timeouts.first_byte, "first_byte"),
+                (timeouts.total, "total"),
+            ] {
                 if d.is_zero() {
                     errs.add(format!("{tp}.{k}"), "must be above zero");
                 }
             }
+            if timeouts.first_byte > timeouts.total && !timeouts.total.is_zero() {
+                errs.add(
+                    format!("{tp}.first_byte"),
+                    format!(
+                        "{:?} is longer than timeouts.total ({:?}): the whole response must fit in total",
+                        timeouts.first_byte, timeouts.total
+                    ),
+                );
+            }
+            let circuit_breaker = validate_breaker(up.circuit_breaker, path, errs);
             Some(UpstreamKind::Peers(Box::new(PeerPool {
                 peers,
                 tls,
@@ -684,9 +715,59 @@ fn validate_upstream(up: RawUpstream, path: &str, errs: &mut Errors) -> Option<U
                 health_check,
                 timeouts,
                 retries: up.retries.unwrap_or(defaults::RETRIES),
+                circuit_breaker,
             })))
         }
     }
+}
+
+/// `upstreams.X.circuit_breaker`: on by default; `enabled: false` turns it off.
+fn validate_breaker(
+    cb: Option<RawCircuitBreaker>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<CircuitBreaker> {
+    let cb = cb.unwrap_or_default();
+    let p = format!("{path}.circuit_breaker");
+    let failures = cb.failures.unwrap_or(defaults::CB_FAILURES);
+    if failures == 0 {
+        errs.add(
+            format!("{p}.failures"),
+            "must be at least 1 (use enabled: false to turn the breaker off)",
+        );
+    }
+    let cooldown = dur(
+        cb.cooldown,
+        defaults::CB_COOLDOWN,
+        format!("{p}.cooldown"),
+        errs,
+    );
+    if cooldown.is_zero() {
+        errs.add(format!("{p}.cooldown"), "must be above zero");
+    }
+    (cb.enabled != Some(false)).then_some(CircuitBreaker { failures, cooldown })
+}
+
+/// `client`: header and keep-alive timeouts of client connections.
+fn validate_client(c: RawClient, errs: &mut Errors) -> ClientTimeouts {
+    let header = dur(
+        c.header_timeout,
+        defaults::CLIENT_HEADER_TIMEOUT,
+        "client.header_timeout".into(),
+        errs,
+    );
+    let keepalive = dur(
+        c.keepalive_timeout,
+        defaults::CLIENT_KEEPALIVE_TIMEOUT,
+        "client.keepalive_timeout".into(),
+        errs,
+    );
+    for (d, k) in [(header, "header_timeout"), (keepalive, "keepalive_timeout")] {
+        if d.is_zero() {
+            errs.add(format!("client.{k}"), "must be above zero");
+        }
+    }
+    ClientTimeouts { header, keepalive }
 }
 
 /// `admin.token` or `admin.token_file` (read now, trimmed): at least
@@ -1058,6 +1139,15 @@ fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
         }
     }
     let signing = t.signing.map(|s| validate_signing(s, errs));
+    let timeout = dur(
+        t.timeout,
+        defaults::TRANSFORM_TIMEOUT,
+        "transform.timeout".into(),
+        errs,
+    );
+    if timeout.is_zero() {
+        errs.add("transform.timeout", "must be above zero");
+    }
     TransformSettings {
         signing,
         limits,
@@ -1071,6 +1161,7 @@ fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
             "transform.failure_ttl".into(),
             errs,
         ),
+        timeout,
     }
 }
 

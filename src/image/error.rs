@@ -64,4 +64,6 @@ pub enum PoolError {
     Panicked(String),
     #[error("transform pool is shut down")]
     Shutdown,
+    #[error("transform did not finish within {0:?} (transform.timeout)")]
+    TimedOut(std::time::Duration),
 }

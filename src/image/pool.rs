@@ -178,6 +178,30 @@ impl TransformPool {
         })?;
         rx.recv().map_err(|_| PoolError::Shutdown)?
     }
+
+    /// Like [`Self::run_blocking`], giving up waiting after `timeout` (queue wait included).
+    /// The job cannot be interrupted: it runs on and keeps its slot until it ends, so the pool
+    /// never holds more than its capacity.
+    pub fn run_blocking_timeout<F, T>(
+        &self,
+        permit: Permit,
+        f: F,
+        timeout: std::time::Duration,
+    ) -> Result<T, PoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(permit, f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(PoolError::TimedOut(timeout)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(PoolError::Shutdown),
+        }
+    }
 }
 
 impl Drop for TransformPool {
@@ -216,6 +240,34 @@ mod tests {
         let r: Result<(), _> = pool.run_blocking(pool.try_reserve().unwrap(), || panic!("boom"));
         assert_eq!(r, Err(PoolError::Panicked("boom".into())));
         assert_eq!(pool.run_blocking(pool.try_reserve().unwrap(), || 1), Ok(1));
+    }
+
+    #[test]
+    fn timeout_gives_up_waiting_but_keeps_the_slot_until_the_job_ends() {
+        let pool = TransformPool::new(1, 0);
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let r = pool.run_blocking_timeout(
+            pool.try_reserve().unwrap(),
+            move || gate_rx.recv().ok(),
+            Duration::from_millis(20),
+        );
+        assert_eq!(r, Err(PoolError::TimedOut(Duration::from_millis(20))));
+        // Still running: its slot is not handed out again.
+        assert!(pool.try_reserve().is_none());
+        gate_tx.send(()).unwrap();
+        let mut permit = None;
+        for _ in 0..500 {
+            permit = pool.try_reserve();
+            if permit.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let permit = permit.expect("slot released when the job ended");
+        assert_eq!(
+            pool.run_blocking_timeout(permit, || 7, Duration::from_secs(5)),
+            Ok(7)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

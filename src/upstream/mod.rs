@@ -2,9 +2,12 @@
 //! the cache key, active HTTP health checks, connect retries on another peer) and local
 //! directories served through a private Unix socket (`dir.rs`).
 
+pub mod breaker;
+pub mod deadline;
 pub mod dir;
 
 use crate::config::{Config, HealthCheck, LbAlgorithm, PeerPool, UpstreamKind};
+use breaker::{Breaker, Ticket};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::ServiceWithDependents;
@@ -12,6 +15,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora_load_balancing::health_check::HttpHealthCheck;
 use pingora_load_balancing::selection::{Consistent, RoundRobin};
 use pingora_load_balancing::{Backend, LoadBalancer};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +53,8 @@ impl Balancer {
 pub struct PeerPoolRt {
     balancer: Balancer,
     cfg: PeerPool,
+    /// One per resolved peer address; empty when the breaker is off.
+    breakers: HashMap<SocketAddr, &'static Breaker>,
 }
 
 pub enum PoolKind {
@@ -65,6 +72,17 @@ pub struct Pool {
 pub enum SelectError {
     #[error("no peer of upstream {0:?} is available")]
     NoPeer(String),
+    #[error("every peer of upstream {0:?} is marked down by its circuit breaker")]
+    AllOpen(String),
+}
+
+/// The peer chosen for one attempt.
+pub struct Selected {
+    pub peer: HttpPeer,
+    /// `ip:port` (or `dir`), for logs and metrics.
+    pub label: String,
+    /// The circuit breaker's admission, to report the outcome on; `None` when off.
+    pub ticket: Option<Ticket>,
 }
 
 impl Pool {
@@ -84,28 +102,56 @@ impl Pool {
         }
     }
 
-    /// Picks a peer, skipping peers that already failed for this request and, while any is
-    /// healthy, unhealthy ones. `key` feeds consistent hashing.
-    pub fn select(
-        &self,
-        key: &[u8],
-        failed: &[SocketAddr],
-    ) -> Result<(HttpPeer, String), SelectError> {
+    /// Picks a peer, skipping peers that already failed for this request and peers whose
+    /// circuit breaker is open, and, while any is healthy, unhealthy ones. `key` feeds
+    /// consistent hashing.
+    pub fn select(&self, key: &[u8], failed: &[SocketAddr]) -> Result<Selected, SelectError> {
         match &self.kind {
             PoolKind::Dir { socket } => {
                 let path = socket.to_string_lossy();
                 let peer = HttpPeer::new_uds(&path, false, String::new())
                     .map_err(|_| SelectError::NoPeer(self.name.clone()))?;
-                Ok((peer, "dir".to_string()))
+                Ok(Selected {
+                    peer,
+                    label: "dir".to_string(),
+                    ticket: None,
+                })
             }
             PoolKind::Peers(p) => {
                 let not_failed = |b: &Backend| b.addr.as_inet().is_none_or(|a| !failed.contains(a));
+                // The breaker is asked last: admitting may hand out the half-open probe, which
+                // must go to the peer actually chosen.
+                let ticket: RefCell<Option<Ticket>> = RefCell::new(None);
+                let refused = std::cell::Cell::new(false);
+                let admit = |b: &Backend| match b.addr.as_inet().and_then(|a| p.breakers.get(a)) {
+                    None => true,
+                    Some(br) => match br.admit() {
+                        Some(t) => {
+                            *ticket.borrow_mut() = Some(t);
+                            true
+                        }
+                        None => {
+                            refused.set(true);
+                            false
+                        }
+                    },
+                };
                 let backend = p
                     .balancer
-                    .select_with(key, |b, healthy| healthy && not_failed(b))
-                    // Every peer looks down: try one anyway rather than fail outright.
-                    .or_else(|| p.balancer.select_with(key, |b, _| not_failed(b)))
-                    .ok_or_else(|| SelectError::NoPeer(self.name.clone()))?;
+                    .select_with(key, |b, healthy| healthy && not_failed(b) && admit(b))
+                    // Every healthy peer is out: try one the health check calls down but whose
+                    // breaker lets it through (the check may be wrong, e.g. a bad path).
+                    .or_else(|| {
+                        p.balancer
+                            .select_with(key, |b, _| not_failed(b) && admit(b))
+                    })
+                    .ok_or_else(|| {
+                        if refused.get() {
+                            SelectError::AllOpen(self.name.clone())
+                        } else {
+                            SelectError::NoPeer(self.name.clone())
+                        }
+                    })?;
                 let addr = *backend
                     .addr
                     .as_inet()
@@ -126,8 +172,20 @@ impl Pool {
                     o.verify_cert = tls.verify;
                     o.verify_hostname = tls.verify;
                 }
-                Ok((peer, addr.to_string()))
+                Ok(Selected {
+                    peer,
+                    label: addr.to_string(),
+                    ticket: ticket.into_inner(),
+                })
             }
+        }
+    }
+
+    /// First-byte and total deadlines of a response from this pool (`None` for `dir`).
+    pub fn response_deadlines(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        match &self.kind {
+            PoolKind::Peers(p) => Some((p.cfg.timeouts.first_byte, p.cfg.timeouts.total)),
+            PoolKind::Dir { .. } => None,
         }
     }
 
@@ -240,9 +298,24 @@ pub fn build(config: &Config) -> Result<Built, BuildError> {
                         Balancer::Consistent(balancer::<Consistent>(&up.name, p, &mut services)?)
                     }
                 };
+                let breakers = match p.circuit_breaker {
+                    None => HashMap::new(),
+                    Some(cb) => balancer
+                        .health()
+                        .into_iter()
+                        .filter_map(|(b, _)| b.addr.as_inet().copied())
+                        .map(|addr| {
+                            // Built once per process; lives as long as the pools.
+                            let br: &'static Breaker =
+                                Box::leak(Box::new(Breaker::new(cb, &up.name, &addr.to_string())));
+                            (addr, br)
+                        })
+                        .collect(),
+                };
                 PoolKind::Peers(Box::new(PeerPoolRt {
                     balancer,
                     cfg: (**p).clone(),
+                    breakers,
                 }))
             }
             UpstreamKind::Dir(root) => {
@@ -304,7 +377,7 @@ mod tests {
         (0..2000)
             .map(|i| {
                 let key = format!("host\n/img/{i}.jpg\n\nw=400");
-                pool.select(key.as_bytes(), failed).unwrap().1
+                pool.select(key.as_bytes(), failed).unwrap().label
             })
             .collect()
     }

@@ -343,6 +343,7 @@ impl Drop for Edge {
     }
 }
 
+#[derive(Clone)]
 pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -600,6 +601,216 @@ impl Drop for RedisCluster {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// How a [`FaultyOrigin`] answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// A correct response (keep-alive).
+    None,
+    /// Reads the request, never answers (the connection stays open until stopped).
+    Hang,
+    /// The full response, after this long without a byte (slow first byte).
+    SlowFirstByte(Duration),
+    /// Header and half the body, then a TCP reset.
+    ResetMidBody,
+    /// Header and half the body, then a clean close: fewer bytes than Content-Length.
+    Short,
+    /// The body plus surplus bytes after Content-Length.
+    Long,
+    /// Not HTTP at all.
+    Garbage,
+    /// Header, then one body byte per given interval (never finishing in time).
+    Dribble(Duration),
+}
+
+struct FaultyState {
+    fault: Fault,
+    content_type: String,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+    hits: usize,
+    conns: Vec<TcpStream>,
+}
+
+/// A raw-TCP origin that misbehaves on demand (`set`); counts requests (`hits`).
+pub struct FaultyOrigin {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FaultyState>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl FaultyOrigin {
+    /// Serves `body` as `content_type` to every path, misbehaving as `fault` says.
+    pub fn start(content_type: &str, body: Vec<u8>, fault: Fault) -> FaultyOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(FaultyState {
+            fault,
+            content_type: content_type.to_string(),
+            body,
+            headers: Vec::new(),
+            hits: 0,
+            conns: Vec::new(),
+        }));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (st, stop) = (state.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                if let Ok(c) = conn.try_clone() {
+                    st.lock().unwrap().conns.push(c);
+                }
+                let (st, stop) = (st.clone(), stop.clone());
+                std::thread::spawn(move || serve_faulty(conn, st, stop));
+            }
+        });
+        FaultyOrigin {
+            addr,
+            state,
+            stopped,
+        }
+    }
+
+    pub fn peer(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.state.lock().unwrap().fault = fault;
+    }
+
+    /// Extra response header (e.g. Cache-Control).
+    pub fn header(&self, k: &str, v: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .headers
+            .push((k.to_string(), v.to_string()));
+    }
+
+    pub fn hits(&self) -> usize {
+        self.state.lock().unwrap().hits
+    }
+
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        for c in self.state.lock().unwrap().conns.drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for FaultyOrigin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Closes with a TCP RST instead of a FIN (SO_LINGER with a zero timeout).
+fn reset(conn: TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(conn);
+}
+
+fn serve_faulty(conn: TcpStream, st: Arc<Mutex<FaultyState>>, stop: Arc<AtomicBool>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        // The request header (GET only: no body).
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+        }
+        let (fault, head, body) = {
+            let mut s = st.lock().unwrap();
+            s.hits += 1;
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+                s.content_type,
+                s.body.len()
+            );
+            for (k, v) in &s.headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            (s.fault.clone(), head, s.body.clone())
+        };
+        let half = body.len() / 2;
+        match fault {
+            Fault::None => {}
+            Fault::Hang => {
+                // Wait until the edge gives up (closes) or the test stops us.
+                let mut buf = [0u8; 1];
+                let _ = reader.read(&mut buf);
+                return;
+            }
+            Fault::SlowFirstByte(d) => std::thread::sleep(d),
+            Fault::ResetMidBody => {
+                let _ = out.write_all(head.as_bytes());
+                let _ = out.write_all(&body[..half]);
+                let _ = out.flush();
+                reset(out);
+                return;
+            }
+            Fault::Short => {
+                let _ = out.write_all(head.as_bytes());
+                let _ = out.write_all(&body[..half]);
+                let _ = out.shutdown(Shutdown::Both);
+                return;
+            }
+            Fault::Long => {
+                let _ = out.write_all(head.as_bytes());
+                let _ = out.write_all(&body);
+                let _ = out.write_all(b"SURPLUS BYTES AFTER THE DECLARED LENGTH");
+                let _ = out.shutdown(Shutdown::Write);
+                return;
+            }
+            Fault::Garbage => {
+                let _ = out.write_all(b"I am not an HTTP server\r\n\r\n\x00\x01\x02");
+                let _ = out.shutdown(Shutdown::Both);
+                return;
+            }
+            Fault::Dribble(every) => {
+                if out.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for b in &body {
+                    if stop.load(Ordering::SeqCst) || out.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(every);
+                }
+                return;
+            }
+        }
+        if out.write_all(head.as_bytes()).is_err() || out.write_all(&body).is_err() {
+            return;
         }
     }
 }
