@@ -72,6 +72,48 @@ impl BackgroundService for DrainWatch {
     }
 }
 
+/// With -d, holds the bootstrap back until the launching process (which waits for the
+/// daemon's SIGUSR1, Pingora's `daemon_wait_for_ready`) has installed its SIGUSR1 handler.
+/// Pingora 0.9.1 installs it only after the fork, so on a busy machine the daemon could signal
+/// first, and the default action of SIGUSR1 killed the launcher (exit 138: a failed start or
+/// reload although the daemon was fine).
+struct LauncherReady {
+    launcher: u32,
+}
+
+/// SIGUSR1 (10) in the `SigCgt` mask of /proc/PID/status.
+const SIGUSR1_MASK: u64 = 1 << (10 - 1);
+
+impl LauncherReady {
+    /// `Some(true)`: the handler is installed; `None`: the launcher is gone.
+    fn handler_installed(&self) -> Option<bool> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.launcher)).ok()?;
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())?;
+        Some(mask & SIGUSR1_MASK != 0)
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for LauncherReady {
+    async fn start_with_ready_notifier(
+        &self,
+        _shutdown: ShutdownWatch,
+        ready: pingora_core::services::ServiceReadyNotifier,
+    ) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match self.handler_installed() {
+                Some(false) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                _ => break,
+            }
+        }
+        ready.notify_ready();
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -121,6 +163,15 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     // daemonizing, so the parent can wait for it (daemon_wait_for_ready) and the old process
     // is only asked to hand over once the new one is up. Listening services depend on it.
     let bootstrap = server.bootstrap_as_a_service();
+    if daemon {
+        let launcher = server.add_service(background_service(
+            "daemon launcher ready",
+            LauncherReady {
+                launcher: std::process::id(),
+            },
+        ));
+        bootstrap.add_dependency(&launcher);
+    }
     let phases = server.watch_execution_phase();
 
     let built = upstream::build(&config)?;

@@ -30,6 +30,8 @@ struct Daemon {
     dir: tempfile::TempDir,
     conf: PathBuf,
     port: u16,
+    /// Every pid the pid file has named, stopped on drop.
+    seen: Mutex<Vec<i32>>,
 }
 
 impl Daemon {
@@ -49,6 +51,7 @@ impl Daemon {
             dir,
             conf,
             port: free_port(),
+            seen: Mutex::new(Vec::new()),
         }
     }
 
@@ -57,11 +60,16 @@ impl Daemon {
     }
 
     fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.pid_file())
+        let pid = std::fs::read_to_string(self.pid_file())
             .ok()?
             .trim()
             .parse()
-            .ok()
+            .ok()?;
+        let mut seen = self.seen.lock().unwrap();
+        if !seen.contains(&pid) {
+            seen.push(pid);
+        }
+        Some(pid)
     }
 
     fn log(&self) -> String {
@@ -130,7 +138,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         // Fast stop of whatever is still running (SIGINT: no grace period).
-        if let Some(pid) = self.pid() {
+        let _ = self.pid();
+        for pid in self.seen.lock().unwrap().iter().filter(|p| alive(**p)) {
             let _ = Command::new("kill")
                 .args(["-INT", &pid.to_string()])
                 .status();
@@ -394,8 +403,11 @@ fn bad_config_leaves_the_old_process_serving() {
     // Two mistakes in the new file: -t fails, naming both, and the reload stops there.
     std::fs::write(
         &d.conf,
-        good.replace("cache: {memory_bytes: 64MiB}", "cache: {memory_bytes: lots}")
-            .replace("log: {access: false}", "log: {access: false, level: loud}"),
+        good.replace(
+            "cache: {memory_bytes: 64MiB}",
+            "cache: {memory_bytes: lots}",
+        )
+        .replace("log: {access: false}", "log: {access: false, level: loud}"),
     )
     .unwrap();
     assert!(!d.reload(pid), "the reload must fail");
