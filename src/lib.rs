@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod downstream;
+pub mod forwarding;
 pub mod http_limits;
 pub mod image;
 pub mod limits;

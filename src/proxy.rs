@@ -3,6 +3,7 @@
 //! ```text
 //! request_filter ........ oversized target/headers: 414/431           (http_limits)
 //!                         PURGE (admin token) is answered here          (purge)
+//!                         `..` or NUL in the path: 400                  (forwarding)
 //!                         route the request (404 when none matches); parse the transform
 //!                         query, 400 with a reason when invalid           (transform::plan)
 //!                         signed URLs: 403 on a missing or bad sig=   (signing::Signer)
@@ -21,8 +22,10 @@
 //! connected_to_upstream . arm the first-byte / total deadlines     (upstream::deadline)
 //! error_while_proxy ..... timeout, reset, garbage: report to the breaker; retry on another
 //!                         peer while no response header came; 502/504 with a reason
-//! upstream_request_filter path (strip_prefix, transform params removed), Host, X-Forwarded-For
-//! upstream_response_filter transform or pass through? fix the headers  (transform::inspect)
+//! upstream_request_filter path (strip_prefix, transform params removed), Host,
+//!                         X-Forwarded-For / Forwarded / X-Forwarded-*    (forwarding)
+//! upstream_response_filter hop-by-hop fields removed                    (forwarding)
+//!                         transform or pass through? fix the headers  (transform::inspect)
 //! upstream_response_body_filter buffer the source; at end of stream transform it on the
 //!                         pool; what it leaves in the body is what is cached (transform::run)
 //! response_cache_filter . Cache-Control / Expires / default TTL         (cache::Cache)
@@ -68,6 +71,8 @@ pub struct State {
     pub cors_origins: Vec<String>,
     /// `admin.token`: allows `PURGE` on the proxy listeners.
     pub purge_token: Option<String>,
+    /// `limits.trusted_proxies`: peers whose forwarding headers are kept and appended to.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Response headers the try-it page reads across origins.
@@ -409,6 +414,17 @@ impl ProxyHttp for ImgEdge {
         }
         let req = session.req_header();
         ctx.cors = cors_origin(&self.state.cors_origins, req);
+        if let Some(problem) = crate::forwarding::path_problem(req.uri.path()) {
+            log::info!(
+                "refused {} from {:?}: {problem}",
+                req.uri,
+                session.client_addr()
+            );
+            let msg = format!("bad request: {problem}");
+            respond_text(session, ctx.cors.as_deref(), 400, &msg).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
         let host = request_host(req);
         let path = req.uri.path();
         let Some((idx, route)) = self.state.router.find(&host, path) else {
@@ -699,6 +715,16 @@ impl ProxyHttp for ImgEdge {
                 .parse()
                 .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad upstream path"))?;
             upstream_request.set_uri(uri);
+        } else if !upstream_request.raw_path().starts_with(b"/") {
+            // An absolute-form target (`GET http://host/x`) goes to the origin in origin-form:
+            // an origin that is itself a proxy must not be handed a destination by the client.
+            let origin_form = upstream_request
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad upstream path"))?;
+            upstream_request.set_uri(origin_form);
         }
         if let Some(stale) = session.cache.maybe_cache_meta() {
             cache::revalidation_validators(stale.headers(), upstream_request);
@@ -707,12 +733,17 @@ impl ProxyHttp for ImgEdge {
             upstream_request.insert_header(http::header::HOST, host)?;
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let xff = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => format!("{}, {ip}", prev.to_str().unwrap_or_default()),
-                None => ip,
-            };
-            upstream_request.insert_header("X-Forwarded-For", xff)?;
+            let peer = client.ip();
+            let received = session.req_header();
+            let host = received
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| received.uri.authority().map(|a| a.as_str()));
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            let hop = crate::forwarding::Hop { peer, tls, host };
+            let trusted = crate::forwarding::is_trusted(&self.state.trusted_proxies, peer);
+            crate::forwarding::apply(upstream_request, &hop, trusted)?;
         }
         Ok(())
     }
@@ -723,6 +754,8 @@ impl ProxyHttp for ImgEdge {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Before anything is cached: the stored header must not carry the origin's hop fields.
+        crate::forwarding::strip_response(upstream_response);
         let status = upstream_response.status.as_u16();
         ctx.header_received = true;
         let bodyless = matches!(status, 204 | 304)
@@ -963,6 +996,10 @@ impl ProxyHttp for ImgEdge {
             }
         };
         cache::strip_private_headers(upstream_response);
+        if crate::server::draining() {
+            // Handing over to a new process: end keep-alive after this complete response.
+            session.set_keepalive(None);
+        }
         upstream_response.insert_header("X-Cache-Status", label)?;
         for (k, v) in ctx.limit_headers.drain(..) {
             upstream_response.insert_header(k, v)?;

@@ -30,6 +30,90 @@ impl BackgroundService for DiskScan {
     }
 }
 
+/// Set once this process has been told to hand its listeners over (SIGQUIT) or to stop
+/// (SIGTERM). Responses then carry `Connection: close`: keep-alive clients reconnect after a
+/// complete response (reaching the new process) instead of having an idle connection dropped
+/// under a request they are sending when the old process stops listening.
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether responses should close their connection (see `DRAINING`).
+pub fn draining() -> bool {
+    DRAINING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Follows the server's execution phase and sets `DRAINING`.
+struct DrainWatch(
+    parking_lot::Mutex<
+        Option<tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>>,
+    >,
+);
+
+#[async_trait::async_trait]
+impl BackgroundService for DrainWatch {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        use pingora_core::server::ExecutionPhase as P;
+        use tokio::sync::broadcast::error::RecvError;
+        let Some(mut rx) = self.0.lock().take() else {
+            return;
+        };
+        loop {
+            match rx.recv().await {
+                Ok(
+                    P::GracefulUpgradeTransferringFds | P::GracefulTerminate | P::ShutdownStarted,
+                ) => {
+                    if !DRAINING.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        log::info!("draining: responses now close their connections");
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// With -d, holds the bootstrap back until the launching process (which waits for the
+/// daemon's SIGUSR1, Pingora's `daemon_wait_for_ready`) has installed its SIGUSR1 handler.
+/// Pingora 0.9.1 installs it only after the fork, so on a busy machine the daemon could signal
+/// first, and the default action of SIGUSR1 killed the launcher (exit 138: a failed start or
+/// reload although the daemon was fine).
+struct LauncherReady {
+    launcher: u32,
+}
+
+/// SIGUSR1 (10) in the `SigCgt` mask of /proc/PID/status.
+const SIGUSR1_MASK: u64 = 1 << (10 - 1);
+
+impl LauncherReady {
+    /// `Some(true)`: the handler is installed; `None`: the launcher is gone.
+    fn handler_installed(&self) -> Option<bool> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.launcher)).ok()?;
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())?;
+        Some(mask & SIGUSR1_MASK != 0)
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for LauncherReady {
+    async fn start_with_ready_notifier(
+        &self,
+        _shutdown: ShutdownWatch,
+        ready: pingora_core::services::ServiceReadyNotifier,
+    ) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match self.handler_installed() {
+                Some(false) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                _ => break,
+            }
+        }
+        ready.notify_ready();
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -39,6 +123,9 @@ pub enum StartError {
     #[error("usage events: {0}")]
     Usage(#[from] crate::usage::UsageError),
 }
+
+/// How long `imgedge -d` waits for its daemon to be ready before giving up (exit 1).
+const DAEMON_READY_TIMEOUT_SECONDS: u64 = 60;
 
 fn server_conf(c: &Config) -> ServerConf {
     let s = &c.server;
@@ -54,6 +141,12 @@ fn server_conf(c: &Config) -> ServerConf {
         graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
         work_stealing: s.work_stealing,
+        // With -d the starting process waits until the daemon has written its pid file and is
+        // ready to take the listeners over, and fails (exit 1) if it dies before: a reload
+        // (`systemctl reload`: -u -d, then SIGQUIT) stops before the old process is told to
+        // hand over, and systemd reads the new pid from the pid file when the reload ends.
+        daemon_wait_for_ready: true,
+        daemon_ready_timeout_seconds: std::num::NonZeroU64::new(DAEMON_READY_TIMEOUT_SECONDS),
         ..ServerConf::default()
     }
 }
@@ -66,7 +159,20 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
-    server.bootstrap();
+    // Bootstrap (receiving the listeners of the old process with -u) runs as a service after
+    // daemonizing, so the parent can wait for it (daemon_wait_for_ready) and the old process
+    // is only asked to hand over once the new one is up. Listening services depend on it.
+    let bootstrap = server.bootstrap_as_a_service();
+    if daemon {
+        let launcher = server.add_service(background_service(
+            "daemon launcher ready",
+            LauncherReady {
+                launcher: std::process::id(),
+            },
+        ));
+        bootstrap.add_dependency(&launcher);
+    }
+    let phases = server.watch_execution_phase();
 
     let built = upstream::build(&config)?;
     let (usage, usage_writer) = match &config.usage {
@@ -95,6 +201,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
             Vec::new()
         },
         purge_token: config.admin.token.clone(),
+        trusted_proxies: config.limits.trusted_proxies.clone(),
     }));
 
     let mut app = pingora_proxy::http_proxy(&server.configuration, ImgEdge { state });
@@ -120,12 +227,20 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     }
     let mut admin = Service::new(
         "imgedge admin".to_string(),
-        HttpServer::new_app(Admin { state, playground }),
+        HttpServer::new_app(Admin {
+            state,
+            playground,
+            access: crate::admin::Access::new(&config.admin),
+        }),
     );
     admin.add_tcp(&config.admin.listen);
 
-    server.add_service(proxy);
-    server.add_service(admin);
+    server.add_service(proxy).add_dependency(&bootstrap);
+    server.add_service(admin).add_dependency(&bootstrap);
+    server.add_service(background_service(
+        "drain on upgrade",
+        DrainWatch(parking_lot::Mutex::new(Some(phases))),
+    ));
     if state.cache.storage.disk.is_some() {
         // A service, not a thread started here: threads do not survive daemonizing.
         server.add_service(background_service(

@@ -294,7 +294,14 @@ fn dir_upstream_serves_files_safely() {
         "/link.png",
     ] {
         let (status, text) = raw_get(edge.port, bad);
-        assert_eq!(status, 404, "{bad}: {text}");
+        // `..` segments are refused by the proxy before routing (400), the symlink out of the
+        // root by the dir origin (404).
+        let want = if bad.contains("..") || bad.contains("%2e") {
+            400
+        } else {
+            404
+        };
+        assert_eq!(status, want, "{bad}: {text}");
         assert!(
             !text.contains("secret\n") && !text.ends_with("secret"),
             "{bad} leaked: {text}"

@@ -56,6 +56,9 @@ pub const CACHE_STALE_IF_ERROR: Duration = Duration::from_secs(86400);
 pub const CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Smallest `cache.disk.bytes` accepted.
 pub const CACHE_DISK_MIN_BYTES: u64 = 1 << 20;
+/// `admin.allow_cidrs`: client networks that may use `/quota` and `/purge` on the admin listener
+/// without the token. Loopback only: whoever has a shell on the host may purge.
+pub const ADMIN_ALLOW_CIDRS: &[&str] = &["127.0.0.0/8", "::1/128"];
 /// Shortest admin token accepted (it is a shared secret).
 pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 

@@ -82,6 +82,9 @@ pub struct AdminSettings {
     pub listen: String,
     /// Secret that allows `PURGE` on the proxy listeners (`admin.token` or `admin.token_file`).
     pub token: Option<String>,
+    /// Client networks allowed to use `/quota` and `/purge` on the admin listener without the
+    /// token (`admin.allow_cidrs`); everyone else needs `Authorization: Bearer <token>`.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
     /// The try-it page at `/` of the admin listener.
     pub playground: bool,
     /// Browser origins the proxy answers CORS for (the page fetches through the proxy).

@@ -30,6 +30,7 @@ pub struct RawAdmin {
     pub playground_origins: Option<Vec<String>>,
     pub token: Option<String>,
     pub token_file: Option<String>,
+    pub allow_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

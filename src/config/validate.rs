@@ -213,6 +213,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
         errs.add("admin.listen", "must differ from every address in listen");
     }
     let admin_token = validate_admin_token(raw.admin.token, raw.admin.token_file, errs);
+    let admin_allow_cidrs = validate_allow_cidrs(raw.admin.allow_cidrs, errs);
 
     let mut upstreams = Vec::new();
     for (name, up) in raw.upstreams {
@@ -343,6 +344,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
             playground,
             playground_origins,
             token: admin_token,
+            allow_cidrs: admin_allow_cidrs,
         },
         upstreams,
         routes,
@@ -810,6 +812,32 @@ fn validate_admin_token(
         );
     }
     Some(token)
+}
+
+/// `admin.allow_cidrs`: networks (`10.0.0.0/8`, `::1/128`) or single addresses; absent: loopback.
+fn validate_allow_cidrs(list: Option<Vec<String>>, errs: &mut Errors) -> Vec<ipnet::IpNet> {
+    let Some(list) = list else {
+        return defaults::ADMIN_ALLOW_CIDRS
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+    };
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let t = s.trim();
+        let net = t
+            .parse::<ipnet::IpNet>()
+            .ok()
+            .or_else(|| t.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from));
+        match net {
+            Some(n) => out.push(n.trunc()),
+            None => errs.add(
+                format!("admin.allow_cidrs[{i}]"),
+                format!("{s:?} is not a network or address (e.g. \"10.0.0.0/8\", \"192.168.1.7\", \"::1/128\")"),
+            ),
+        }
+    }
+    out
 }
 
 fn validate_disk(d: RawDisk, max_object_bytes: u64, errs: &mut Errors) -> Option<DiskSettings> {

@@ -109,8 +109,9 @@ impl Pool {
         match &self.kind {
             PoolKind::Dir { socket } => {
                 let path = socket.to_string_lossy();
-                let peer = HttpPeer::new_uds(&path, false, String::new())
+                let mut peer = HttpPeer::new_uds(&path, false, String::new())
                     .map_err(|_| SelectError::NoPeer(self.name.clone()))?;
+                deny_upgrades(&mut peer);
                 Ok(Selected {
                     peer,
                     label: "dir".to_string(),
@@ -161,6 +162,7 @@ impl Pool {
                     None => (false, String::new()),
                 };
                 let mut peer = HttpPeer::new(addr, tls, sni);
+                deny_upgrades(&mut peer);
                 let o = &mut peer.options;
                 let t = &p.cfg.timeouts;
                 o.connection_timeout = Some(t.connect);
@@ -275,6 +277,14 @@ where
             Ok(lb)
         }
     }
+}
+
+/// Hop-by-hop request fields are stripped (Pingora's standard policy) and no protocol upgrade
+/// (WebSocket, h2c) is forwarded: an image origin has no use for one, and a tunnel would carry
+/// whatever the client wants to the origin.
+fn deny_upgrades(peer: &mut HttpPeer) {
+    peer.options.http_upstream_request_policy =
+        pingora::upstreams::peer::HttpUpstreamRequestPolicy::deny_upgrades();
 }
 
 /// Directory for the private sockets of `dir` upstreams.
