@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod fuzzing;
 pub mod http_limits;
 pub mod image;
 pub mod limits;
