@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod forwarding;
+pub mod fuzzing;
 pub mod http_limits;
 pub mod image;
 pub mod limits;

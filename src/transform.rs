@@ -307,9 +307,15 @@ pub fn sign_url(settings: &TransformSettings, url: &str) -> Result<String, Strin
             .ok_or("transform.signing is not configured")?,
     );
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
-    let path_start = head.find("://").map_or(0, |i| {
-        head[i + 3..].find('/').map_or(head.len(), |p| i + 3 + p)
-    });
+    // `scheme://host/path` is signed for its path; a URL given as a path is signed whole, even
+    // when the path itself holds "://" (`/img/http://origin/a.jpg`).
+    let path_start = if head.starts_with('/') {
+        0
+    } else {
+        head.find("://").map_or(0, |i| {
+            head[i + 3..].find('/').map_or(head.len(), |p| i + 3 + p)
+        })
+    };
     let path = if path_start < head.len() {
         &head[path_start..]
     } else {
@@ -423,5 +429,32 @@ mod tests {
             .verify_signature("/p/a.jpg", &plan("w=300&fit=cover"))
             .is_err());
         assert!(sign_url(&settings, "/a.jpg?x=1").is_err());
+    }
+
+    /// Found by the transform_url fuzz target: a path holding "://" was signed for the part
+    /// after it, so the proxy (which checks the whole path) refused the URL `imgedge sign` made.
+    #[test]
+    fn sign_url_keeps_paths_that_contain_a_scheme() {
+        let mut settings = crate::config::parse_str(crate::config::EMBEDDED_DEFAULT)
+            .unwrap()
+            .transform;
+        settings.signing = Some(crate::signing::SigningSettings {
+            keys: vec![b"0123456789abcdef0123".to_vec()],
+            required: true,
+        });
+        let t = Transformer::new(&settings);
+        for (url, path) in [
+            ("/img/http://origin/x.jpg?w=10", "/img/http://origin/x.jpg"),
+            ("http://h/img/http://o/x.jpg?w=10", "/img/http://o/x.jpg"),
+            ("https://h:8443/a.jpg?w=10", "/a.jpg"),
+        ] {
+            let signed = sign_url(&settings, url).unwrap();
+            let sig = signed.rsplit_once("sig=").unwrap().1;
+            let plan = t
+                .plan(Some(&format!("w=10&sig={sig}")), None)
+                .unwrap()
+                .unwrap();
+            assert!(t.verify_signature(path, &plan).is_ok(), "{url}");
+        }
     }
 }

@@ -551,14 +551,15 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Parses the request's query string (without or with a leading `?`).
+/// Parses the request's query string: what follows the URL's first `?`, without it. A further
+/// `?` is part of a name (`??w=1` has the parameter `?w`, not `w`): stripping it here made a
+/// forwarded `&?w=1` a transform parameter again for the next hop (an upstream shield).
 pub fn parse_query(
     query: Option<&str>,
     limits: &Limits,
     presets: &Presets,
 ) -> Result<ParsedQuery, ParamError> {
     let q = query.unwrap_or("");
-    let q = q.strip_prefix('?').unwrap_or(q);
     let mut explicit = Preset::default();
     let mut preset: Option<String> = None;
     let mut any = false;
@@ -720,7 +721,7 @@ mod tests {
             spec("width=400&fit=scale-down&gravity=top").canonical(None),
             a
         );
-        assert_eq!(spec("?width=400&dpr=1").canonical(None), a);
+        assert_eq!(spec("width=400&dpr=1").canonical(None), a);
         assert_eq!(
             spec("width=200&dpr=2").canonical(None),
             spec("w=400").canonical(None)
@@ -830,5 +831,17 @@ mod tests {
             spec("dpr=2.0&w=10").canonical(None),
             spec("dpr=2&w=10").canonical(None)
         );
+    }
+
+    /// Found by the transform_url fuzz target: `&?dpr=2.5` was forwarded to the origin as a
+    /// non-transform parameter, but the next hop parsed the forwarded `?dpr=2.5` as `dpr`.
+    #[test]
+    fn a_question_mark_is_part_of_the_name() {
+        let p = parse("w=100&?dpr=2.5").unwrap();
+        assert_eq!(p.transform.as_ref().unwrap().dpr, 1.0);
+        assert_eq!(p.forward_query.as_deref(), Some("?dpr=2.5"));
+        let again = parse(p.forward_query.as_deref().unwrap()).unwrap();
+        assert_eq!(again.transform, None);
+        assert!(parse("?w=100").unwrap().transform.is_none());
     }
 }
