@@ -294,10 +294,10 @@ fn sendfile_hits_match_normal_hits() {
 
     // Logging saw them as what they were: 200 HITs with their bytes.
     let log = p.fast.log();
-    let line = format!("\"GET /big.jpg\" 200 cache=HIT");
+    let line = "\"GET /big.jpg\" 200 cache=HIT";
     let bytes = format!("bytes={}", body.len());
     assert!(
-        log.lines().any(|l| l.contains(&line) && l.contains(&bytes)),
+        log.lines().any(|l| l.contains(line) && l.contains(&bytes)),
         "{log}"
     );
     let hits = p
