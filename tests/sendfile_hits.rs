@@ -490,3 +490,54 @@ fn clients_that_stall_or_leave_mid_body_do_not_hold_up_the_server() {
     let r = fast_hit(&p.fast, "/huge.bin", &[]);
     assert!(r.body == big);
 }
+
+#[test]
+fn tls_hits_never_take_the_sendfile_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=imgedge.test",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let origin = origin(&[]);
+    let tls_port = free_port();
+    let edge = Edge::start(&format!(
+        "upstreams:\n  origin: {{peers: [\"{}\"]}}\nroutes:\n  - {{prefix: /, upstream: origin}}\ntls:\n  listen: [\"127.0.0.1:{tls_port}\"]\n  cert_file: {d}/cert.pem\n  key_file: {d}/key.pem\n",
+        origin.peer(),
+        d = dir.path().display()
+    ));
+    // The entry has its copy: plain HTTP/1.1 hits are sent with sendfile.
+    fast_hit(&edge, "/big.jpg", &[]);
+    let before = sendfile_hits(&edge);
+    let url = format!("https://127.0.0.1:{tls_port}/big.jpg");
+    for version in ["--http1.1", "--http2", "--http1.1"] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-D", "-", "--cacert"])
+            .arg(dir.path().join("cert.pem"))
+            .args([version, "-o"])
+            .arg(dir.path().join("body"))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{version}");
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(head.contains("x-cache-status: hit"), "{version}: {head}");
+        let body = std::fs::read(dir.path().join("body")).unwrap();
+        assert!(body == fixture("meadow_640.jpg"), "{version}");
+    }
+    assert_eq!(sendfile_hits(&edge), before, "TLS hits go through Pingora");
+}
