@@ -461,6 +461,10 @@ impl ImgEdge {
         let sent =
             crate::sendfile::send_response(sock, &head, copy.body.raw_fd(), copy.body.len(), stall)
                 .await;
+        // Fairness: this path makes no runtime I/O calls, so a keep-alive client whose next
+        // request is already in would be served again and again before the task yields (a
+        // normal hit yields on its writes); let the other connections of this thread run.
+        tokio::task::yield_now().await;
         let (bytes, result) = match sent {
             Ok(n) => (n, Ok(true)),
             Err(f) => {
