@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod purge;
 pub mod routes;
+pub mod sendfile;
 pub mod server;
 pub mod signing;
 pub mod transform;

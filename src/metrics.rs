@@ -35,6 +35,10 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     pub cache_capacity_bytes: IntGauge,
     pub cache_items: IntGauge,
+    pub cache_sendfile_hits: IntCounter,
+    pub cache_sendfile_copies: IntCounter,
+    pub cache_sendfile_bytes: IntGauge,
+    pub cache_sendfile_items: IntGauge,
     pub cache_purges: IntCounterVec,
     pub cache_purged_entries: IntCounterVec,
     pub disk_up: IntGauge,
@@ -136,6 +140,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Configured memory cache capacity"
         )?,
         cache_items: register_int_gauge!("imgedge_cache_items", "Entries in the memory cache")?,
+        cache_sendfile_hits: register_int_counter!(
+            "imgedge_cache_sendfile_hits_total",
+            "Memory hits sent with sendfile() from a memfd copy (cache.sendfile_hits)"
+        )?,
+        cache_sendfile_copies: register_int_counter!(
+            "imgedge_cache_sendfile_copies_total",
+            "Memfd copies made of memory entries for sendfile hits"
+        )?,
+        cache_sendfile_bytes: register_int_gauge!(
+            "imgedge_cache_sendfile_bytes",
+            "Bytes held by memfd copies for sendfile hits (body pages, headers, overhead), on top of imgedge_cache_bytes"
+        )?,
+        cache_sendfile_items: register_int_gauge!(
+            "imgedge_cache_sendfile_items",
+            "Memfd copies held for sendfile hits"
+        )?,
         cache_purges: register_int_counter_vec!(
             "imgedge_cache_purges_total",
             "Purge requests served, by kind (url, prefix, tag)",
@@ -318,6 +338,18 @@ pub fn render(
     m.cache_bytes.set(storage.used_bytes() as i64);
     m.cache_items.set(storage.items() as i64);
     m.cache_capacity_bytes.set(storage.capacity() as i64);
+    if let Some(f) = &tiered.fast {
+        sync_counter(
+            &m.cache_sendfile_hits,
+            f.stats.served.load(Ordering::Relaxed),
+        );
+        sync_counter(
+            &m.cache_sendfile_copies,
+            f.stats.recorded.load(Ordering::Relaxed),
+        );
+        m.cache_sendfile_bytes.set(f.used_bytes() as i64);
+        m.cache_sendfile_items.set(f.items() as i64);
+    }
     render_disk(m, tiered);
 
     let encoder = TextEncoder::new();

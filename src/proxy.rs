@@ -9,6 +9,9 @@
 //!                         signed URLs: 403 on a missing or bad sig=   (signing::Signer)
 //!                         identify the client (401 on a bad key/token) and apply the rate
 //!                         limits: 429 + Retry-After                       (limits::Limiter)
+//!                         a fresh memory hit of a large 200 on plain HTTP/1.1, asked for
+//!                         without conditions or ranges: sent here with sendfile() from its
+//!                         memfd copy and the request ends  (cache::fastpath, sendfile)
 //! request_cache_filter .. cache on for GET on routes with `cache: true`
 //! cache_key_callback .... host + path + normalized query + canonical transform  (cache::key)
 //!    HIT/STALE ────────────────────────────────────────────────────────┐
@@ -48,12 +51,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::upstreams::peer::HttpPeer;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::{CacheKey, NoCacheReason, RespCacheable};
 use pingora_error::ErrorSource;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a sendfile hit waits for a client that accepts no bytes, when the server sets no
+/// downstream write timeout.
+const DIRECT_WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// Everything the proxy needs, built once from the validated config.
 pub struct State {
@@ -127,6 +135,19 @@ pub struct Ctx {
     header_received: bool,
     /// Status and one-line reason of an origin fault (timeout, open circuits).
     fault: Option<(u16, String)>,
+    /// This request's cache key hash (for the sendfile copy of a hit).
+    cache_hash: Option<HashBinary>,
+    /// A normal memory hit qualifying for a sendfile copy was served: make it after.
+    record_fast: bool,
+    /// The response went out on the socket directly (a sendfile hit): what logging reports.
+    direct: Option<Direct>,
+}
+
+/// A response written without Pingora's writer (which then knows nothing of it).
+struct Direct {
+    status: u16,
+    cache: &'static str,
+    bytes: usize,
 }
 
 struct Transforming {
@@ -141,6 +162,67 @@ impl Ctx {
             None => "none",
         }
     }
+}
+
+/// The cache key of a request (and the bytes the balancer hashes on).
+fn cache_key(req: &RequestHeader, ctx: &mut Ctx) -> CacheKey {
+    let host = request_host(req);
+    let (path, query) = (req.uri.path(), req.uri.query());
+    let key = match &ctx.planned {
+        None => {
+            let key = cache::key(&host, path, query, "");
+            ctx.lb_key = key.primary_key().to_vec();
+            key
+        }
+        Some(p) => {
+            // Balance on what is produced, so a negotiated and a fixed request for the same
+            // bytes go to the same shield (whose cache key is the fixed one).
+            let produced = cache::key(&host, path, p.forward_query.as_deref(), p.produced());
+            ctx.lb_key = produced.primary_key().to_vec();
+            cache::key(&host, path, p.forward_query.as_deref(), &p.canonical)
+        }
+    };
+    ctx.cache_hash = Some(key.combined_bin());
+    key
+}
+
+/// A request whose answer from a fresh entry is the whole stored 200: no conditions, no
+/// ranges, no cache directives, no body, no upgrade (those take the normal path).
+fn plain_request(req: &RequestHeader) -> bool {
+    use http::header::*;
+    let h = &req.headers;
+    let special = [
+        RANGE,
+        IF_RANGE,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_MATCH,
+        IF_UNMODIFIED_SINCE,
+        CACHE_CONTROL,
+        PRAGMA,
+        EXPECT,
+        UPGRADE,
+        TRANSFER_ENCODING,
+    ];
+    if special.iter().any(|name| h.contains_key(name)) {
+        return false;
+    }
+    h.get(CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+}
+
+/// The HTTP/1.1 status line and header block of `resp`, as Pingora's writer serializes it.
+fn h1_head(resp: &ResponseHeader) -> Vec<u8> {
+    let mut buf = bytes::BytesMut::with_capacity(1024);
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    buf.extend_from_slice(resp.status.as_str().as_bytes());
+    buf.extend_from_slice(b" ");
+    if let Some(reason) = resp.get_reason_phrase() {
+        buf.extend_from_slice(reason.as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+    resp.header_to_h1_wire(&mut buf);
+    buf.extend_from_slice(b"\r\n");
+    buf.to_vec()
 }
 
 fn request_host(req: &RequestHeader) -> String {
@@ -315,6 +397,117 @@ fn remove_source_headers(resp: &mut ResponseHeader) {
 }
 
 impl ImgEdge {
+    /// The headers every response to a client gets (hits through Pingora and sendfile hits
+    /// alike): cache status, rate-limit state, transform timing of cached transforms, CORS.
+    fn client_headers(&self, resp: &mut ResponseHeader, label: &str, ctx: &mut Ctx) -> Result<()> {
+        cache::strip_private_headers(resp);
+        resp.insert_header("X-Cache-Status", label)?;
+        for (k, v) in ctx.limit_headers.drain(..) {
+            resp.insert_header(k, v)?;
+        }
+        // A transformed entry served from the cache: how long making it took (a miss sends its
+        // header before the transform runs, so it cannot carry this).
+        if ctx.planned.is_some() && ctx.cache_enabled && label != "MISS" && label != "BYPASS" {
+            if let Some(ms) = self.state.transformer.recorded_duration(&ctx.lb_key) {
+                resp.insert_header("Server-Timing", format!("transform;dur={ms:.1}"))?;
+                resp.insert_header("X-Transform-Ms", format!("{ms:.1}"))?;
+            }
+        }
+        if let Some(origin) = &ctx.cors {
+            add_cors(resp, origin)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a fresh memory hit with sendfile() (`cache.sendfile_hits`, see `cache::fastpath`
+    /// and `sendfile`) when the answer is exactly the stored 200 with the headers a hit through
+    /// Pingora gets. `Ok(false)`: not such a request or no current copy; the normal path serves
+    /// it. An error mid-response closes the connection.
+    async fn sendfile_hit(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let storage = self.state.cache.storage;
+        if storage.fast.is_none() || ctx.planned.as_ref().is_some_and(|p| p.vary_accept) {
+            return Ok(false);
+        }
+        match ctx.route {
+            Some(i) if self.state.router.get(i).cache => {}
+            _ => return Ok(false),
+        }
+        let req = session.req_header();
+        if req.method != http::Method::GET
+            || req.version != http::Version::HTTP_11
+            || !plain_request(req)
+        {
+            return Ok(false);
+        }
+        let down = session.as_downstream();
+        // HTTP/1 only (no stream for H2 or subrequests), and never under TLS.
+        let Some(stream) = down.stream() else {
+            return Ok(false);
+        };
+        if stream.get_ssl_digest().is_some()
+            || down.digest().is_some_and(|d| d.ssl_digest.is_some())
+        {
+            return Ok(false);
+        }
+        let sock = stream.id();
+        // Handing over to a new process (graceful reload): this response ends the connection.
+        let draining = crate::server::draining();
+        let keepalive = !draining
+            && down.get_keepalive().is_some()
+            && down.get_keepalive_reuses_remaining() != Some(0);
+        let stall = down.get_write_timeout().unwrap_or(DIRECT_WRITE_STALL);
+        let hash = cache_key(session.req_header(), ctx).combined_bin();
+        let Some(copy) = storage.fast_hit(&hash) else {
+            return Ok(false);
+        };
+        ctx.cache_enabled = true;
+        ctx.cache_hash = Some(hash);
+        // What Pingora's hit path and HTTP/1 writer do: Age, version, Accept-Ranges (a 200
+        // with a length may be asked in ranges), then ours, then Date and Connection.
+        let mut resp = copy.header.clone();
+        let age = SystemTime::now()
+            .duration_since(copy.epoch)
+            .unwrap_or_default()
+            .as_secs();
+        resp.insert_header(http::header::AGE, age)?;
+        resp.set_version(http::Version::HTTP_11);
+        resp.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
+        self.client_headers(&mut resp, "HIT", ctx)?;
+        resp.insert_header(
+            http::header::DATE,
+            pingora_core::protocols::http::date::get_cached_date(),
+        )?;
+        if draining {
+            session.set_keepalive(None);
+        }
+        let connection = if keepalive { "keep-alive" } else { "close" };
+        resp.insert_header(http::header::CONNECTION, connection)?;
+        let head = h1_head(&resp);
+        let sent =
+            crate::sendfile::send_response(sock, &head, copy.body.raw_fd(), copy.body.len(), stall)
+                .await;
+        // Fairness: this path makes no runtime I/O calls, so a keep-alive client whose next
+        // request is already in would be served again and again before the task yields (a
+        // normal hit yields on its writes); let the other connections of this thread run.
+        tokio::task::yield_now().await;
+        let (bytes, result) = match sent {
+            Ok(n) => (n, Ok(true)),
+            Err(f) => {
+                let msg = format!("sendfile hit: {}", f.error);
+                (
+                    f.body_sent,
+                    Err(Error::explain(ErrorType::WriteError, msg).into_down()),
+                )
+            }
+        };
+        ctx.direct = Some(Direct {
+            status: 200,
+            cache: "HIT",
+            bytes,
+        });
+        result
+    }
+
     fn pool(&self, ctx: &Ctx) -> Option<&'static Pool> {
         let route = self.state.router.get(ctx.route?);
         self.state.pools.get(route.upstream)
@@ -480,14 +673,13 @@ impl ProxyHttp for ImgEdge {
             ctx.source_key = format!("{host}\n{path}\n{}", query.unwrap_or(""));
         }
         ctx.planned = planned;
-        self.apply_limits(
-            session,
-            ctx,
-            Stage::Request {
-                transform: ctx.planned.is_some(),
-            },
-        )
-        .await
+        let stage = Stage::Request {
+            transform: ctx.planned.is_some(),
+        };
+        if self.apply_limits(session, ctx, stage).await? {
+            return Ok(true);
+        }
+        self.sendfile_hit(session, ctx).await
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -501,20 +693,7 @@ impl ProxyHttp for ImgEdge {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
-        let req = session.req_header();
-        let host = request_host(req);
-        let (path, query) = (req.uri.path(), req.uri.query());
-        let Some(p) = &ctx.planned else {
-            let key = cache::key(&host, path, query, "");
-            ctx.lb_key = key.primary_key().to_vec();
-            return Ok(key);
-        };
-        let key = cache::key(&host, path, p.forward_query.as_deref(), &p.canonical);
-        // Balance on what is produced, so a negotiated and a fixed request for the same bytes
-        // go to the same shield (whose cache key is the fixed one).
-        let produced = cache::key(&host, path, p.forward_query.as_deref(), p.produced());
-        ctx.lb_key = produced.primary_key().to_vec();
-        Ok(key)
+        Ok(cache_key(session.req_header(), ctx))
     }
 
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -995,28 +1174,15 @@ impl ProxyHttp for ImgEdge {
                 phase => cache::status_label(phase),
             }
         };
-        cache::strip_private_headers(upstream_response);
         if crate::server::draining() {
             // Handing over to a new process: end keep-alive after this complete response.
             session.set_keepalive(None);
         }
-        upstream_response.insert_header("X-Cache-Status", label)?;
-        for (k, v) in ctx.limit_headers.drain(..) {
-            upstream_response.insert_header(k, v)?;
-        }
-        // A transformed entry served from the cache: how long making it took (a miss sends its
-        // header before the transform runs, so it cannot carry this).
-        if ctx.planned.is_some() && ctx.cache_enabled && label != "MISS" && label != "BYPASS" {
-            if let Some(ms) = self.state.transformer.recorded_duration(&ctx.lb_key) {
-                upstream_response
-                    .insert_header("Server-Timing", format!("transform;dur={ms:.1}"))?;
-                upstream_response.insert_header("X-Transform-Ms", format!("{ms:.1}"))?;
-            }
-        }
-        if let Some(origin) = &ctx.cors {
-            add_cors(upstream_response, origin)?;
-        }
-        Ok(())
+        ctx.record_fast = label == "HIT"
+            && self.state.cache.storage.fast.is_some()
+            && upstream_response.status == http::StatusCode::OK
+            && !upstream_response.headers.contains_key(http::header::VARY);
+        self.client_headers(upstream_response, label, ctx)
     }
 
     /// Maps a failure to a status with a one-line reason: 502 when the origin failed (connect,
@@ -1067,18 +1233,28 @@ impl ProxyHttp for ImgEdge {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
-        let cache_status = session
-            .response_written()
-            .and_then(|r| r.headers.get("x-cache-status"))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string();
+        let (status, cache_status, bytes) = match &ctx.direct {
+            Some(d) => (d.status, d.cache.to_string(), d.bytes),
+            None => (
+                session
+                    .response_written()
+                    .map(|r| r.status.as_u16())
+                    .unwrap_or(0),
+                session
+                    .response_written()
+                    .and_then(|r| r.headers.get("x-cache-status"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string(),
+                session.body_bytes_sent(),
+            ),
+        };
+        if ctx.record_fast && e.is_none() {
+            if let Some(hash) = &ctx.cache_hash {
+                self.state.cache.storage.fast_record(hash);
+            }
+        }
         let elapsed = ctx.start.map_or(Duration::ZERO, |s| s.elapsed());
-        let bytes = session.body_bytes_sent();
         let route = ctx.route_label(self.state);
         let m = &*METRICS;
         m.requests

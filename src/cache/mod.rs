@@ -4,6 +4,7 @@
 //! pingora `Storage`).
 
 pub mod disk;
+pub mod fastpath;
 pub mod storage;
 pub mod tiered;
 
@@ -54,7 +55,13 @@ impl Cache {
             .disk
             .as_ref()
             .map(|d| disk::DiskStore::new(&d.path, d.bytes, s.max_object_bytes));
-        let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(memory, disk)));
+        let mut tiered = TieredStorage::new(memory, disk);
+        if s.sendfile_hits {
+            // Its own budget, on top of memory_bytes: copies of the hottest large entries.
+            let budget = (s.memory_bytes / 4).min(usize::MAX as u64) as usize;
+            tiered = tiered.with_fast(fastpath::FastIndex::new(budget));
+        }
+        let storage: &'static TieredStorage = Box::leak(Box::new(tiered));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(s.lock_timeout));
         Cache {
             storage,

@@ -191,6 +191,27 @@ impl MemoryStorage {
         Inserted::Yes
     }
 
+    /// The entry, without marking it used or counting a lookup.
+    pub fn peek(&self, key: &HashBinary) -> Option<Arc<Entry>> {
+        self.shard(key).lock().map.peek(key).cloned()
+    }
+
+    /// Whether `key` still holds exactly `entry` (the same allocation); when it does, counts a
+    /// hit and marks it recently used, like [`MemoryStorage::get`].
+    pub fn hit_if_current(&self, key: &HashBinary, entry: *const Entry) -> bool {
+        let current = {
+            let mut shard = self.shard(key).lock();
+            shard
+                .map
+                .get(key)
+                .is_some_and(|e| std::ptr::eq(Arc::as_ptr(e), entry))
+        };
+        if current {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        current
+    }
+
     pub fn remove(&self, key: &HashBinary) -> bool {
         let mut shard = self.shard(key).lock();
         match shard.map.pop(key) {

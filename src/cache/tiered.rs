@@ -13,6 +13,7 @@
 //!   is not published after it (it might hold what was just purged).
 
 use super::disk::{DiskStore, Pending};
+use super::fastpath::{FastEntry, FastIndex, Memfd, MIN_BODY_BYTES};
 use super::storage::{Entry, EntryInfo, EpochGuard, Inserted, Matcher, MemoryStorage};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -40,6 +41,8 @@ pub struct TieredStorage {
     pub disk: Option<DiskStore>,
     max_object: usize,
     epoch: AtomicU64,
+    /// Copies of memory entries for `sendfile()` hits (`cache.sendfile_hits`).
+    pub fast: Option<FastIndex>,
 }
 
 impl TieredStorage {
@@ -52,7 +55,81 @@ impl TieredStorage {
             disk,
             max_object,
             epoch: AtomicU64::new(0),
+            fast: None,
         }
+    }
+
+    /// Keeps sendfile copies of memory entries (see `fastpath.rs`).
+    pub fn with_fast(mut self, fast: FastIndex) -> TieredStorage {
+        self.fast = Some(fast);
+        self
+    }
+
+    /// The sendfile copy for `key`, when there is one of the entry the memory tier holds now
+    /// and it is fresh. Counts as a memory hit (and keeps the entry warm in both tiers, like a
+    /// normal hit). A copy that is no longer current is dropped.
+    pub fn fast_hit(&self, k: &HashBinary) -> Option<Arc<FastEntry>> {
+        let fast = self.fast.as_ref()?;
+        let copy = fast.get(k)?;
+        if !self.memory.hit_if_current(k, copy_source(&copy)) {
+            fast.remove_if(k, &copy);
+            return None;
+        }
+        if std::time::SystemTime::now() >= copy.fresh_until {
+            // Stale: the normal path revalidates (and a new copy is made from its result).
+            return None;
+        }
+        if let Some(d) = &self.disk {
+            d.touch(k);
+        }
+        fast.stats.served.fetch_add(1, Ordering::Relaxed);
+        Some(copy)
+    }
+
+    /// Makes a sendfile copy of the memory entry under `k` when it has none yet and qualifies:
+    /// a fresh 200 with `Content-Length` equal to its body, no `Vary`, a body of at least
+    /// `MIN_BODY_BYTES`. Called after a normal hit was served.
+    pub fn fast_record(&self, k: &HashBinary) {
+        let Some(fast) = self.fast.as_ref() else {
+            return;
+        };
+        let Some(entry) = self.memory.peek(k) else {
+            return;
+        };
+        if entry.body.len() < MIN_BODY_BYTES || fast.has_copy_of(k, &entry) {
+            return;
+        }
+        let meta = match CacheMeta::deserialize(&entry.meta.0, &entry.meta.1) {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let now = std::time::SystemTime::now();
+        let h = meta.headers();
+        let length_ok = h
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            == Some(entry.body.len());
+        if meta.response_header().status != http::StatusCode::OK
+            || !length_ok
+            || h.contains_key(http::header::VARY)
+            || h.contains_key(http::header::TRANSFER_ENCODING)
+            || meta.variance().is_some()
+            || !meta.is_fresh(now)
+        {
+            return;
+        }
+        let body = match Memfd::with_contents(&entry.body) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("sendfile hits: cannot copy a body to a memfd: {e}");
+                return;
+            }
+        };
+        let mut header = meta.response_header_copy();
+        super::strip_private_headers(&mut header);
+        let copy = FastEntry::new(body, header, meta.epoch(), meta.fresh_until(), &entry);
+        fast.insert(*k, copy);
     }
 
     /// Largest body stored (in either tier).
@@ -80,6 +157,10 @@ impl TieredStorage {
                 Err(e) => log::error!("disk cache: purge task failed: {e}"),
             }
         }
+        if let Some(fast) = &self.fast {
+            // The copies stopped being served with their entries; this gives the memory back.
+            fast.sweep();
+        }
         keys.len()
     }
 
@@ -89,6 +170,10 @@ impl TieredStorage {
             d.scan();
         }
     }
+}
+
+fn copy_source(copy: &FastEntry) -> *const Entry {
+    copy.source_ptr()
 }
 
 /// Tags from `Cache-Tag` / `Surrogate-Key`: split on commas and white space, de-duplicated, at
@@ -341,6 +426,9 @@ impl Storage for TieredStorage {
         let k = target.key().combined_bin();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut found = self.memory.remove(&k);
+        if let Some(fast) = &self.fast {
+            fast.sweep();
+        }
         if let Some(disk) = self.disk.as_ref() {
             found |= tokio::task::spawn_blocking(move || disk.remove_blocking(&k))
                 .await

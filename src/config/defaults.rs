@@ -52,6 +52,8 @@ pub const CACHE_DEFAULT_TTL: Duration = Duration::from_secs(3600);
 pub const CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 pub const CACHE_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
 pub const CACHE_STALE_IF_ERROR: Duration = Duration::from_secs(86400);
+/// Serve memory hits with sendfile() (`cache.sendfile_hits`).
+pub const CACHE_SENDFILE_HITS: bool = true;
 /// How long concurrent misses wait for the one request that fetches a key.
 pub const CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Smallest `cache.disk.bytes` accepted.

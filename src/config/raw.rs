@@ -124,6 +124,7 @@ pub struct RawCache {
     pub stale_while_revalidate: Option<Quantity>,
     pub stale_if_error: Option<Quantity>,
     pub lock_timeout: Option<Quantity>,
+    pub sendfile_hits: Option<bool>,
     pub disk: Option<RawDisk>,
 }
 

@@ -946,6 +946,7 @@ fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
             "cache.lock_timeout".into(),
             errs,
         ),
+        sendfile_hits: c.sendfile_hits.unwrap_or(defaults::CACHE_SENDFILE_HITS),
         disk: c
             .disk
             .and_then(|d| validate_disk(d, max_object_bytes, errs)),
