@@ -6,7 +6,6 @@
 mod common;
 
 use common::{Edge, Origin};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 const TOKEN: &str = "admin-secret-0123456789";
@@ -40,25 +39,8 @@ fn request(
     sock.bind(&local.into()).unwrap();
     let remote: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     sock.connect(&remote.into()).unwrap();
-    let mut s: std::net::TcpStream = sock.into();
-    let mut req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let s: std::net::TcpStream = sock.into();
+    let (status, text) = common::exchange(s, &common::request_text(method, target, headers, body));
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     Answer {
         status,

@@ -40,18 +40,9 @@ impl Evil {
 
 /// Writes a hand-made request (Connection: close is the caller's business) and reads the answer.
 fn raw(port: u16, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    common::exchange(s, request)
 }
 
 fn header<'a>(h: &'a [(String, String)], name: &str) -> Vec<&'a str> {

@@ -407,13 +407,24 @@ pub fn fixture_path(name: &str) -> PathBuf {
 }
 
 /// Reads a raw HTTP/1.1 response to a request written by hand (for odd paths clients normalize).
-pub fn raw_get(port: u16, target: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+/// A `Connection: close` HTTP/1.1 request with any method, extra headers and body.
+pub fn request_text(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    req
+}
+
+/// Writes `request` as it is on `s`, reads until the server closes; returns the status (0 when
+/// none) and the whole answer.
+pub fn exchange(mut s: TcpStream, request: &str) -> (u16, String) {
+    s.write_all(request.as_bytes()).unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -423,6 +434,14 @@ pub fn raw_get(port: u16, target: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+pub fn raw_get(port: u16, target: &str) -> (u16, String) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    exchange(
+        s,
+        &format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// Like [`get_with`], but a transport error (e.g. an aborted body) is returned, not a panic.
