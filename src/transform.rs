@@ -407,8 +407,8 @@ mod tests {
         assert_eq!(t.recent_failure("k"), Some((422, "corrupt".to_string())));
     }
 
-    #[test]
-    fn signed_urls_verify_and_survive_reordering() {
+    /// The embedded default's transform settings with one signing key, signatures required.
+    fn signing_settings() -> TransformSettings {
         let mut settings = crate::config::parse_str(crate::config::EMBEDDED_DEFAULT)
             .unwrap()
             .transform;
@@ -416,6 +416,12 @@ mod tests {
             keys: vec![b"0123456789abcdef0123".to_vec()],
             required: true,
         });
+        settings
+    }
+
+    #[test]
+    fn signed_urls_verify_and_survive_reordering() {
+        let settings = signing_settings();
         let url = sign_url(&settings, "http://h:8080/p/a.jpg?w=300&x=1&fit=cover").unwrap();
         assert!(url.starts_with("http://h:8080/p/a.jpg?w=300&x=1&fit=cover&sig="));
         let sig = url.rsplit_once("sig=").unwrap().1;
@@ -435,13 +441,7 @@ mod tests {
     /// after it, so the proxy (which checks the whole path) refused the URL `imgedge sign` made.
     #[test]
     fn sign_url_keeps_paths_that_contain_a_scheme() {
-        let mut settings = crate::config::parse_str(crate::config::EMBEDDED_DEFAULT)
-            .unwrap()
-            .transform;
-        settings.signing = Some(crate::signing::SigningSettings {
-            keys: vec![b"0123456789abcdef0123".to_vec()],
-            required: true,
-        });
+        let settings = signing_settings();
         let t = Transformer::new(&settings);
         for (url, path) in [
             ("/img/http://origin/x.jpg?w=10", "/img/http://origin/x.jpg"),

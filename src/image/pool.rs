@@ -172,11 +172,9 @@ impl TransformPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(permit, f, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.recv().map_err(|_| PoolError::Shutdown)?
+        self.submit_sync(permit, f)?
+            .recv()
+            .map_err(|_| PoolError::Shutdown)?
     }
 
     /// Like [`Self::run_blocking`], giving up waiting after `timeout` (queue wait included).
@@ -192,15 +190,29 @@ impl TransformPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(permit, f, move |r| {
-            let _ = tx.send(r);
-        })?;
-        match rx.recv_timeout(timeout) {
+        match self.submit_sync(permit, f)?.recv_timeout(timeout) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(PoolError::TimedOut(timeout)),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(PoolError::Shutdown),
         }
+    }
+
+    /// Queues `f`; its result arrives on the returned channel.
+    #[allow(clippy::type_complexity)]
+    fn submit_sync<F, T>(
+        &self,
+        permit: Permit,
+        f: F,
+    ) -> Result<mpsc::Receiver<Result<T, PoolError>>, PoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(permit, f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        Ok(rx)
     }
 }
 
