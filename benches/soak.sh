@@ -7,6 +7,8 @@
 # Traffic (Lua, per request): 75% cache hits (8 fixed URLs), 15% misses (a query never seen before,
 # fetched from the origin and stored), 10% transforms of the meadow JPEG to a random width in
 # 64..1024 (random format webp/jpeg): new widths are transform misses, repeated ones hits.
+# heap_MiB: live heap as jemalloc counts it (imgedge_memory_allocated_bytes); RSS minus that is
+# allocator overhead and pages not yet returned.
 # Origin: ../shared/bench/nginx-baseline.sh (:18081, the corpus). imgedge: :18192, admin :18193.
 # Target: 0 errors, 0 non-2xx, RSS flat after the warm-up window (the memory cache is bounded by
 # cache.memory_bytes).
@@ -34,6 +36,8 @@ pid=$!
 trap 'kill -INT $pid 2>/dev/null; bash "$shared/bench/nginx-baseline.sh" stop >/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:18193/healthz && break; sleep 0.1; done
 rss() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$pid/status"; }
+# The allocator's view (jemalloc builds): live heap bytes, MiB; "-" when not reported.
+live() { curl -s http://127.0.0.1:18193/metrics | awk '/^imgedge_memory_allocated_bytes /{v=$2} END{if (v > 0) printf "%.1f", v/1048576; else printf "-"}'; }
 
 cat > "$work/soak.lua" <<'LUA'
 local hits = {
@@ -68,7 +72,7 @@ echo "machine: $(nproc) cores, $(uname -r); load average at start: $(cut -d' ' -
 echo "wrk -t2 -c$conns, ${window}s windows for ${duration}s; cache.memory_bytes $memory"
 start_rss=$(rss)
 echo "RSS at start (idle, empty cache): ${start_rss} MiB"
-printf '%-8s %10s %10s %8s %8s %10s %s\n' window req/s requests errors non2xx rss_MiB load
+printf '%-8s %10s %10s %8s %8s %10s %10s %s\n' window req/s requests errors non2xx rss_MiB heap_MiB load
 total=0; total_err=0; total_bad=0; w=0; elapsed=0; warm_rss=""
 while [ "$elapsed" -lt "$duration" ]; do
   w=$((w + 1))
@@ -80,7 +84,7 @@ while [ "$elapsed" -lt "$duration" ]; do
   bad=$(awk '/Non-2xx or 3xx responses:/{print $5}' <<<"$out"); bad=${bad:-0}
   r=$(rss); [ "$w" -eq 2 ] && warm_rss=$r
   total=$((total + req)); total_err=$((total_err + err)); total_bad=$((total_bad + bad))
-  printf '%-8s %10s %10s %8s %8s %10s %s\n' "$((elapsed - window))-${elapsed}s" "$rps" "$req" "$err" "$bad" "$r" "$(cut -d' ' -f1 /proc/loadavg)"
+  printf '%-8s %10s %10s %8s %8s %10s %10s %s\n' "$((elapsed - window))-${elapsed}s" "$rps" "$req" "$err" "$bad" "$r" "$(live)" "$(cut -d' ' -f1 /proc/loadavg)"
 done
 end_rss=$(rss)
 echo "total: $total requests in ${elapsed}s, socket errors: $total_err, non-2xx: $total_bad"

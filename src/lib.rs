@@ -1,6 +1,7 @@
 //! imgedge: an image edge proxy on Pingora. `main.rs` wires these modules together.
 
 pub mod admin;
+pub mod alloc;
 pub mod cache;
 pub mod cli;
 pub mod config;

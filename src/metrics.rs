@@ -39,6 +39,9 @@ pub struct Metrics {
     pub cache_sendfile_copies: IntCounter,
     pub cache_sendfile_bytes: IntGauge,
     pub cache_sendfile_items: IntGauge,
+    pub process_resident_bytes: IntGauge,
+    pub memory_allocated_bytes: IntGauge,
+    pub memory_allocator_resident_bytes: IntGauge,
     pub cache_purges: IntCounterVec,
     pub cache_purged_entries: IntCounterVec,
     pub disk_up: IntGauge,
@@ -155,6 +158,18 @@ fn build() -> Result<Metrics, prometheus::Error> {
         cache_sendfile_items: register_int_gauge!(
             "imgedge_cache_sendfile_items",
             "Memfd copies held for sendfile hits"
+        )?,
+        process_resident_bytes: register_int_gauge!(
+            "imgedge_process_resident_bytes",
+            "Resident set size of the process (from /proc/self/statm)"
+        )?,
+        memory_allocated_bytes: register_int_gauge!(
+            "imgedge_memory_allocated_bytes",
+            "Bytes in live heap allocations, as jemalloc counts them (0 when built without jemalloc)"
+        )?,
+        memory_allocator_resident_bytes: register_int_gauge!(
+            "imgedge_memory_allocator_resident_bytes",
+            "Bytes of physical pages jemalloc holds: live data, metadata and pages not yet returned"
         )?,
         cache_purges: register_int_counter_vec!(
             "imgedge_cache_purges_total",
@@ -302,6 +317,16 @@ fn render_disk(m: &Metrics, tiered: &TieredStorage) {
     m.disk_capacity_bytes.set(d.capacity() as i64);
 }
 
+fn render_memory(m: &Metrics) {
+    if let Some(rss) = crate::alloc::process_resident_bytes() {
+        m.process_resident_bytes.set(rss as i64);
+    }
+    if let Some(f) = crate::alloc::allocator_figures() {
+        m.memory_allocated_bytes.set(f.allocated as i64);
+        m.memory_allocator_resident_bytes.set(f.resident as i64);
+    }
+}
+
 /// Refreshes mirrored gauges and renders the text exposition format.
 pub fn render(
     pools: &[Pool],
@@ -351,6 +376,7 @@ pub fn render(
         m.cache_sendfile_items.set(f.items() as i64);
     }
     render_disk(m, tiered);
+    render_memory(m);
 
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();
