@@ -2,6 +2,7 @@
 //! rest of imgedge sees (this file). Knows nothing of the proxy.
 
 pub mod defaults;
+pub mod files;
 pub mod raw;
 pub mod size;
 mod validate;

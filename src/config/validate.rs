@@ -57,12 +57,13 @@ impl Errors {
 
 /// Reads and validates a file.
 pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            path: String::new(),
-            message: format!("cannot read {}: {e}", path.display()),
-        }])
-    })?;
+    let text =
+        super::files::read_bounded_text(path, super::files::MAX_CONFIG_BYTES).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
     parse_str(&text)
 }
 
@@ -788,7 +789,7 @@ fn validate_admin_token(
             return None;
         }
         (Some(t), None) => (t, "admin.token"),
-        (None, Some(f)) => match std::fs::read_to_string(&f) {
+        (None, Some(f)) => match read_secret_text(&f) {
             Ok(t) => (t.trim().to_string(), "admin.token_file"),
             Err(e) => {
                 errs.add("admin.token_file", format!("cannot read {f:?}: {e}"));
@@ -996,9 +997,14 @@ fn validate_tls(
     }
 }
 
+fn read_secret_text(path: &str) -> Result<String, String> {
+    super::files::read_bounded_text(std::path::Path::new(path), super::files::MAX_SECRET_BYTES)
+}
+
 fn check_cert_and_key(cert: &str, key: &str) -> Result<(), (&'static str, String)> {
     for (k, f) in [("tls.cert_file", cert), ("tls.key_file", key)] {
-        std::fs::read(f).map_err(|e| (k, format!("cannot read {f:?}: {e}")))?;
+        super::files::read_bounded(std::path::Path::new(f), super::files::MAX_SECRET_BYTES)
+            .map_err(|e| (k, format!("cannot read {f:?}: {e}")))?;
     }
     let loaded = pingora_rustls::load_certs_and_key_files(cert, key)
         .map_err(|e| ("tls.cert_file", format!("{cert:?} / {key:?}: {e}")))?;
@@ -1043,7 +1049,7 @@ fn validate_signing(
     }
     for (i, f) in s.key_files.unwrap_or_default().into_iter().enumerate() {
         let path = format!("transform.signing.key_files[{i}]");
-        match std::fs::read_to_string(&f) {
+        match read_secret_text(&f) {
             Ok(k) if k.trim().len() >= MIN_KEY_BYTES => keys.push(k.trim().as_bytes().to_vec()),
             Ok(k) => errs.add(
                 path,

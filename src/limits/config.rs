@@ -362,7 +362,11 @@ fn parse_key_kind(s: &str) -> Result<KeyKind, String> {
 }
 
 fn read_key_file(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read \"{path}\": {e}"))
+    crate::config::files::read_bounded(
+        std::path::Path::new(path),
+        crate::config::files::MAX_SECRET_BYTES,
+    )
+    .map_err(|e| format!("cannot read \"{path}\": {e}"))
 }
 
 /// Validates `raw` (the value of `limits:`), pushing every problem found as
