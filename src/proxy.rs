@@ -137,6 +137,9 @@ pub struct Ctx {
     fault: Option<(u16, String)>,
     /// This request's cache key hash (for the sendfile copy of a hit).
     cache_hash: Option<HashBinary>,
+    /// The cache key computed for the sendfile lookup, handed to Pingora's cache lookup so it
+    /// is not computed twice (the request header does not change in between).
+    cache_key: Option<CacheKey>,
     /// A normal memory hit qualifying for a sendfile copy was served: make it after.
     record_fast: bool,
     /// The response went out on the socket directly (a sendfile hit): what logging reports.
@@ -456,8 +459,10 @@ impl ImgEdge {
             && down.get_keepalive().is_some()
             && down.get_keepalive_reuses_remaining() != Some(0);
         let stall = down.get_write_timeout().unwrap_or(DIRECT_WRITE_STALL);
-        let hash = cache_key(session.req_header(), ctx).combined_bin();
+        let key = cache_key(session.req_header(), ctx);
+        let hash = key.combined_bin();
         let Some(copy) = storage.fast_hit(&hash) else {
+            ctx.cache_key = Some(key);
             return Ok(false);
         };
         ctx.cache_enabled = true;
@@ -693,7 +698,10 @@ impl ProxyHttp for ImgEdge {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
-        Ok(cache_key(session.req_header(), ctx))
+        match ctx.cache_key.take() {
+            Some(key) => Ok(key),
+            None => Ok(cache_key(session.req_header(), ctx)),
+        }
     }
 
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
