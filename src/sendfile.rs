@@ -146,3 +146,135 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, Write};
+    use std::os::fd::AsRawFd;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected loopback pair: (server side, as the proxy holds it; client side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = l.accept().await.expect("accept");
+        (server, client)
+    }
+
+    fn body_file(len: usize) -> std::fs::File {
+        let mut f = tempfile::tempfile().expect("tempfile");
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(1 << 16).collect();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            f.write_all(&chunk[..n]).expect("write");
+            left -= n;
+        }
+        f.rewind().expect("rewind");
+        f
+    }
+
+    #[tokio::test]
+    async fn sends_head_then_the_whole_body() {
+        let (server, mut client) = pair().await;
+        let len = 3 << 20;
+        let file = body_file(len);
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 3145728\r\n\r\n";
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let sent = send_response(
+            server.as_raw_fd(),
+            head,
+            file.as_raw_fd(),
+            len,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("sent");
+        assert_eq!(sent, len);
+        drop(server);
+        let got = reader.await.expect("reader");
+        assert_eq!(&got[..head.len()], head);
+        assert_eq!(got.len(), head.len() + len);
+        let body = &got[head.len()..];
+        assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 256) as u8));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_nothing_is_given_up_after_the_stall_limit() {
+        let (server, client) = pair().await;
+        // Far more than loopback socket buffers hold, so the sender must wait.
+        let len = 64 << 20;
+        let file = body_file(len);
+        let stall = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let failed = send_response(
+            server.as_raw_fd(),
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            file.as_raw_fd(),
+            len,
+            stall,
+        )
+        .await
+        .expect_err("a client that reads nothing cannot take 64 MiB");
+        assert!(
+            matches!(failed.error, SendError::Stalled(d) if d == stall),
+            "{:?}",
+            failed.error
+        );
+        assert!(failed.body_sent < len);
+        // It waited on the reactor, not on a blocked thread, and gave up once the limit passed.
+        assert!(started.elapsed() >= stall);
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_promised_is_an_error_not_a_hang() {
+        let (server, _client) = pair().await;
+        let file = body_file(1000);
+        let failed = send_response(
+            server.as_raw_fd(),
+            b"H",
+            file.as_raw_fd(),
+            5000,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("only 1000 bytes exist");
+        assert!(
+            matches!(failed.error, SendError::ShortFile(1000)),
+            "{:?}",
+            failed.error
+        );
+        assert_eq!(failed.body_sent, 1000);
+    }
+
+    #[tokio::test]
+    async fn a_vanished_client_is_an_io_error() {
+        let (server, client) = pair().await;
+        drop(client);
+        let len = 16 << 20;
+        let file = body_file(len);
+        let failed = send_response(
+            server.as_raw_fd(),
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            file.as_raw_fd(),
+            len,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("the peer is gone");
+        assert!(
+            matches!(failed.error, SendError::Io { .. }),
+            "{:?}",
+            failed.error
+        );
+    }
+}
