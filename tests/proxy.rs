@@ -261,6 +261,21 @@ fn healthz_and_metrics() {
     ] {
         assert!(m.contains(name), "missing {name} in metrics:\n{m}");
     }
+    // Memory figures: the process's RSS and, from jemalloc (the default build), the live heap.
+    let gauge = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in metrics:\n{m}"))
+    };
+    let rss = gauge("imgedge_process_resident_bytes");
+    let heap = gauge("imgedge_memory_allocated_bytes");
+    let held = gauge("imgedge_memory_allocator_resident_bytes");
+    assert!(rss > 1e6, "RSS {rss}");
+    assert!(
+        heap > 0.0 && heap <= held && held <= rss,
+        "heap {heap}, held {held}, RSS {rss}"
+    );
     // The access log has one line per request.
     assert!(
         edge.log().contains("\"GET /m\" 200 cache=MISS"),
