@@ -272,10 +272,9 @@ fn healthz_and_metrics() {
     let heap = gauge("imgedge_memory_allocated_bytes");
     let held = gauge("imgedge_memory_allocator_resident_bytes");
     assert!(rss > 1e6, "RSS {rss}");
-    assert!(
-        heap > 0.0 && heap <= held && held <= rss,
-        "heap {heap}, held {held}, RSS {rss}"
-    );
+    // jemalloc's resident figure is an upper bound (untouched pages count), so it is not
+    // compared with RSS; it always covers the live heap.
+    assert!(heap > 0.0 && heap <= held, "heap {heap}, held {held}");
     // The access log has one line per request.
     assert!(
         edge.log().contains("\"GET /m\" 200 cache=MISS"),
