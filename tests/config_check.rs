@@ -73,3 +73,30 @@ fn embedded_default_checks_without_a_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn config_may_come_from_a_pipe_but_not_without_end() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let conf =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/imgedge.yaml")).unwrap();
+    let mut child = Command::new(common::bin())
+        .args(["-t", "-c", "/dev/stdin"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&conf).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An endless file is refused once the bound is passed, not read forever.
+    let (ok, text) = check(Path::new("/dev/zero"));
+    assert!(!ok);
+    assert!(text.contains("larger than 4194304 bytes"), "{text}");
+}

@@ -998,12 +998,12 @@ fn validate_tls(
 }
 
 fn read_secret_text(path: &str) -> Result<String, String> {
-    super::files::read_bounded_text(std::path::Path::new(path), super::files::MAX_SECRET_BYTES)
+    super::files::read_named_text(std::path::Path::new(path), super::files::MAX_SECRET_BYTES)
 }
 
 fn check_cert_and_key(cert: &str, key: &str) -> Result<(), (&'static str, String)> {
     for (k, f) in [("tls.cert_file", cert), ("tls.key_file", key)] {
-        super::files::read_bounded(std::path::Path::new(f), super::files::MAX_SECRET_BYTES)
+        super::files::read_named_file(std::path::Path::new(f), super::files::MAX_SECRET_BYTES)
             .map_err(|e| (k, format!("cannot read {f:?}: {e}")))?;
     }
     let loaded = pingora_rustls::load_certs_and_key_files(cert, key)

@@ -362,7 +362,7 @@ fn parse_key_kind(s: &str) -> Result<KeyKind, String> {
 }
 
 fn read_key_file(path: &str) -> Result<Vec<u8>, String> {
-    crate::config::files::read_bounded(
+    crate::config::files::read_named_file(
         std::path::Path::new(path),
         crate::config::files::MAX_SECRET_BYTES,
     )
