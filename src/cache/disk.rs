@@ -29,9 +29,9 @@
 //! by a background scan (`scan`). Until the scan has finished, a lookup that is not in the index
 //! yet reads the entry's file directly, so hits survive a restart from the first request.
 
+use super::shards::{self, Shard, Shards};
 use super::storage::{EntryInfo, EpochGuard, Matcher};
 use bytes::Bytes;
-use lru::LruCache;
 use parking_lot::Mutex;
 use pingora_cache::key::HashBinary;
 use std::fs::{self, File};
@@ -237,11 +237,6 @@ struct Indexed {
     info: Arc<EntryInfo>,
 }
 
-struct Shard {
-    map: LruCache<HashBinary, Indexed>,
-    bytes: u64,
-}
-
 /// Counters read by the metrics module at scrape time.
 #[derive(Default)]
 pub struct DiskStats {
@@ -263,7 +258,7 @@ pub struct DiskStats {
 pub struct DiskStore {
     /// `<path>/v1`
     root: PathBuf,
-    shards: Box<[Mutex<Shard>]>,
+    shards: Shards<Indexed, u64>,
     shard_budget: u64,
     max_object: u64,
     /// True until the start-up scan has indexed every file.
@@ -302,25 +297,11 @@ impl DiskStore {
     /// daemonizing and dropping privileges, so the directory gets the right owner), creates
     /// the directory and indexes it.
     pub fn new(path: &Path, bytes: u64, max_object: u64) -> DiskStore {
-        let shards = (bytes / MIN_SHARD_BYTES)
-            .clamp(1, MAX_SHARDS)
-            .next_power_of_two();
-        let shards = if shards > MAX_SHARDS {
-            shards / 2
-        } else {
-            shards
-        };
-        let shard_budget = bytes / shards;
+        let n = shards::count(bytes, MIN_SHARD_BYTES, MAX_SHARDS);
+        let shard_budget = bytes / n;
         DiskStore {
             root: path.join("v1"),
-            shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        map: LruCache::unbounded(),
-                        bytes: 0,
-                    })
-                })
-                .collect(),
+            shards: Shards::new(n),
             shard_budget,
             max_object: max_object.min(shard_budget),
             scanning: AtomicBool::new(true),
@@ -334,24 +315,17 @@ impl DiskStore {
         }
     }
 
-    fn shard(&self, key: &HashBinary) -> &Mutex<Shard> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&key[..8]);
-        let idx = (u64::from_le_bytes(b) as usize) & (self.shards.len() - 1);
-        &self.shards[idx]
-    }
-
     fn path_of(&self, hash: &HashBinary) -> PathBuf {
         let h = hex(hash);
         self.root.join(&h[..2]).join(h)
     }
 
     pub fn used_bytes(&self) -> u64 {
-        self.shards.iter().map(|s| s.lock().bytes).sum()
+        self.shards.bytes()
     }
 
     pub fn items(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map.len()).sum()
+        self.shards.items()
     }
 
     pub fn capacity(&self) -> u64 {
@@ -392,7 +366,7 @@ impl DiskStore {
     /// Marks an entry recently used (a memory hit), so hot entries are not the first evicted
     /// from disk.
     pub fn touch(&self, hash: &HashBinary) {
-        self.shard(hash).lock().map.get(hash);
+        self.shards.of(hash).lock().map.get(hash);
     }
 
     fn delete_file(&self, path: &Path) {
@@ -411,7 +385,7 @@ impl DiskStore {
             path.display()
         );
         self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
-        let mut shard = self.shard(hash).lock();
+        let mut shard = self.shards.of(hash).lock();
         if let Some(old) = shard.map.pop(hash) {
             shard.bytes -= old.size;
         }
@@ -427,7 +401,7 @@ impl DiskStore {
                     log::warn!("disk cache: cannot read {}: {e}", path.display());
                     self.stats.errors_read.fetch_add(1, Ordering::Relaxed);
                 }
-                let mut shard = self.shard(hash).lock();
+                let mut shard = self.shards.of(hash).lock();
                 if let Some(old) = shard.map.pop(hash) {
                     shard.bytes -= old.size;
                 }
@@ -437,7 +411,7 @@ impl DiskStore {
         let len = data.len() as u64;
         match decode(Bytes::from(data), hash) {
             Ok(l) => {
-                let mut shard = self.shard(hash).lock();
+                let mut shard = self.shards.of(hash).lock();
                 if shard.map.get(hash).is_none() {
                     if !self.is_scanning() {
                         // Evicted or purged while we read it.
@@ -470,7 +444,7 @@ impl DiskStore {
 
     /// Reads an entry (on the blocking pool). `None`: not on disk, unreadable or corrupt.
     pub async fn lookup(&'static self, hash: HashBinary) -> Option<Loaded> {
-        let indexed = self.shard(&hash).lock().map.contains(&hash);
+        let indexed = self.shards.of(&hash).lock().map.contains(&hash);
         if !indexed && !self.is_scanning() {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -556,7 +530,7 @@ impl DiskStore {
             epoch: p.epoch,
             seen: p.seen,
         };
-        let mut shard = self.shard(&p.hash).lock();
+        let mut shard = self.shards.of(&p.hash).lock();
         if !guard.still_valid() {
             drop(shard);
             self.delete_file(&tmp);
@@ -602,7 +576,7 @@ impl DiskStore {
 
     /// Deletes least recently used entries while the shard is over budget (called with the
     /// shard lock held, so a concurrent write of the same key cannot lose its new file).
-    fn evict_over_budget(&self, shard: &mut Shard) {
+    fn evict_over_budget(&self, shard: &mut Shard<Indexed, u64>) {
         while shard.bytes > self.shard_budget {
             let Some((hash, old)) = shard.map.pop_lru() else {
                 break;
@@ -616,7 +590,7 @@ impl DiskStore {
     /// Replaces the meta of a stored entry, keeping its body (revalidation). Blocking: call it
     /// on the blocking pool.
     pub fn rewrite_meta_blocking(&self, hash: &HashBinary, meta: (Vec<u8>, Vec<u8>)) -> bool {
-        if !self.shard(hash).lock().map.contains(hash) {
+        if !self.shards.of(hash).lock().map.contains(hash) {
             return false;
         }
         let Some(old) = self.read_file(hash) else {
@@ -628,7 +602,7 @@ impl DiskStore {
             self.write_failed(&tmp, &e);
             return false;
         }
-        let mut shard = self.shard(hash).lock();
+        let mut shard = self.shards.of(hash).lock();
         // Purged or evicted meanwhile: do not bring it back.
         if !shard.map.contains(hash) {
             drop(shard);
@@ -652,7 +626,7 @@ impl DiskStore {
 
     /// Removes one entry (index and file).
     pub fn remove_blocking(&self, hash: &HashBinary) -> bool {
-        let mut shard = self.shard(hash).lock();
+        let mut shard = self.shards.of(hash).lock();
         let found = match shard.map.pop(hash) {
             Some(old) => {
                 shard.bytes -= old.size;
@@ -801,7 +775,7 @@ impl DiskStore {
         // Newest first: each is demoted to the LRU end, so the oldest ends up evicted first.
         found.sort_by_key(|f| std::cmp::Reverse(f.2));
         for (hash, len, _, info) in found {
-            let mut shard = self.shard(&hash).lock();
+            let mut shard = self.shards.of(&hash).lock();
             if shard.map.contains(&hash) {
                 continue;
             }

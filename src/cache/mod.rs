@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod fastpath;
+pub mod shards;
 pub mod storage;
 pub mod tiered;
 

@@ -2,9 +2,8 @@
 //! serialized meta + key/tags + per-entry overhead). A plain data structure: the pingora
 //! `Storage` impl that fronts it (and the disk tier) is `tiered.rs`. Knows nothing of images.
 
+use super::shards::{self, Shards};
 use bytes::Bytes;
-use lru::LruCache;
-use parking_lot::Mutex;
 use pingora_cache::key::HashBinary;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,11 +55,6 @@ impl Entry {
     }
 }
 
-struct Shard {
-    map: LruCache<HashBinary, Arc<Entry>>,
-    bytes: usize,
-}
-
 /// Counters read by the metrics module at scrape time.
 #[derive(Default)]
 pub struct StorageStats {
@@ -72,7 +66,7 @@ pub struct StorageStats {
 }
 
 pub struct MemoryStorage {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Shards<Arc<Entry>, usize>,
     shard_budget: usize,
     max_object: usize,
     pub stats: StorageStats,
@@ -103,44 +97,23 @@ pub enum Inserted {
 impl MemoryStorage {
     /// `capacity`: total bytes for all entries; `max_object`: largest entry admitted.
     pub fn new(capacity: u64, max_object: u64) -> Self {
-        let shards = (capacity / MIN_SHARD_BYTES)
-            .clamp(1, MAX_SHARDS)
-            .next_power_of_two();
-        let shards = if shards > MAX_SHARDS {
-            shards / 2
-        } else {
-            shards
-        };
-        let shard_budget = (capacity / shards) as usize;
+        let n = shards::count(capacity, MIN_SHARD_BYTES, MAX_SHARDS);
+        let shard_budget = (capacity / n) as usize;
         MemoryStorage {
-            shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        map: LruCache::unbounded(),
-                        bytes: 0,
-                    })
-                })
-                .collect(),
+            shards: Shards::new(n),
             shard_budget,
             max_object: (max_object as usize).min(shard_budget),
             stats: StorageStats::default(),
         }
     }
 
-    fn shard(&self, key: &HashBinary) -> &Mutex<Shard> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&key[..8]);
-        let idx = (u64::from_le_bytes(b) as usize) & (self.shards.len() - 1);
-        &self.shards[idx]
-    }
-
     /// Bytes currently charged (bodies + metas + overhead).
     pub fn used_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().bytes).sum()
+        self.shards.bytes()
     }
 
     pub fn items(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map.len()).sum()
+        self.shards.items()
     }
 
     pub fn capacity(&self) -> usize {
@@ -153,7 +126,7 @@ impl MemoryStorage {
 
     /// The entry (marked recently used), counting a hit or a miss.
     pub fn get(&self, key: &HashBinary) -> Option<Arc<Entry>> {
-        let entry = self.shard(key).lock().map.get(key).cloned();
+        let entry = self.shards.of(key).lock().map.get(key).cloned();
         let counter = match entry {
             Some(_) => &self.stats.hits,
             None => &self.stats.misses,
@@ -168,7 +141,7 @@ impl MemoryStorage {
             self.stats.rejected_too_big.fetch_add(1, Ordering::Relaxed);
             return Inserted::TooBig;
         }
-        let mut shard = self.shard(&key).lock();
+        let mut shard = self.shards.of(&key).lock();
         // Checked under the shard lock: a purge bumps the epoch before it sweeps the shards.
         if guard.is_some_and(|g| !g.still_valid()) {
             return Inserted::Purged;
@@ -193,14 +166,14 @@ impl MemoryStorage {
 
     /// The entry, without marking it used or counting a lookup.
     pub fn peek(&self, key: &HashBinary) -> Option<Arc<Entry>> {
-        self.shard(key).lock().map.peek(key).cloned()
+        self.shards.of(key).lock().map.peek(key).cloned()
     }
 
     /// Whether `key` still holds exactly `entry` (the same allocation); when it does, counts a
     /// hit and marks it recently used, like [`MemoryStorage::get`].
     pub fn hit_if_current(&self, key: &HashBinary, entry: *const Entry) -> bool {
         let current = {
-            let mut shard = self.shard(key).lock();
+            let mut shard = self.shards.of(key).lock();
             shard
                 .map
                 .get(key)
@@ -213,7 +186,7 @@ impl MemoryStorage {
     }
 
     pub fn remove(&self, key: &HashBinary) -> bool {
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.shards.of(key).lock();
         match shard.map.pop(key) {
             Some(old) => {
                 shard.bytes -= old.size;
@@ -246,7 +219,7 @@ impl MemoryStorage {
 
     /// Replaces the meta of a stored entry (revalidation); `false` when it is not stored.
     pub fn update_meta(&self, key: &HashBinary, meta: (Vec<u8>, Vec<u8>)) -> bool {
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.shards.of(key).lock();
         let Some(old) = shard.map.peek(key).cloned() else {
             return false;
         };
