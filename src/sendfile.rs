@@ -155,13 +155,21 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
-    /// A connected loopback pair: (server side, as the proxy holds it; client side).
+    /// A connected loopback pair: (server side, as the proxy holds it; client side), with small
+    /// socket buffers so that a client that reads nothing blocks the sender after ~a few
+    /// hundred KB whatever the host's buffer tuning.
     async fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let client = TcpStream::connect(l.local_addr().expect("addr"))
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(64 << 10).expect("SO_RCVBUF");
+        let client = socket
+            .connect(l.local_addr().expect("addr"))
             .await
             .expect("connect");
         let (server, _) = l.accept().await.expect("accept");
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(64 << 10)
+            .expect("SO_SNDBUF");
         (server, client)
     }
 
@@ -210,8 +218,8 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_reads_nothing_is_given_up_after_the_stall_limit() {
         let (server, client) = pair().await;
-        // Far more than loopback socket buffers hold, so the sender must wait.
-        let len = 64 << 20;
+        // Far more than the pair's socket buffers hold, so the sender must wait.
+        let len = 8 << 20;
         let file = body_file(len);
         let stall = Duration::from_millis(300);
         let started = std::time::Instant::now();
@@ -223,7 +231,7 @@ mod tests {
             stall,
         )
         .await
-        .expect_err("a client that reads nothing cannot take 64 MiB");
+        .expect_err("a client that reads nothing cannot take 8 MiB");
         assert!(
             matches!(failed.error, SendError::Stalled(d) if d == stall),
             "{:?}",
