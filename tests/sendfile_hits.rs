@@ -494,25 +494,7 @@ fn clients_that_stall_or_leave_mid_body_do_not_hold_up_the_server() {
 #[test]
 fn tls_hits_never_take_the_sendfile_path() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-subj",
-            "/CN=imgedge.test",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    self_signed_cert(dir.path(), "imgedge.test", "IP:127.0.0.1");
     let origin = origin(&[]);
     let tls_port = free_port();
     let edge = Edge::start(&format!(

@@ -4,28 +4,10 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn make_cert(dir: &Path) {
-    let ok = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-subj",
-            "/CN=imgedge.test",
-        ])
-        .args(["-addext", "subjectAltName=DNS:imgedge.test,IP:127.0.0.1"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    self_signed_cert(dir, "imgedge.test", "DNS:imgedge.test,IP:127.0.0.1");
 }
 
 /// `curl` over HTTPS: (exit success, "http_version status", body).

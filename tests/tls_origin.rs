@@ -21,32 +21,14 @@ impl Drop for TlsOrigin {
 
 fn tls_origin() -> TlsOrigin {
     let dir = tempfile::tempdir().unwrap();
-    let ok = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-subj",
-            "/CN=images.test",
-        ])
-        .args(["-addext", "subjectAltName=DNS:images.test"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    self_signed_cert(dir.path(), "images.test", "DNS:images.test");
     std::fs::write(dir.path().join("hello.txt"), "hello over tls").unwrap();
     let port = free_port();
     let child = Command::new("openssl")
         .args(["s_server", "-quiet", "-WWW", "-accept"])
         .arg(format!("127.0.0.1:{port}"))
         .args([
-            "-cert", "c.pem", "-key", "k.pem", "-cert2", "c.pem", "-key2", "k.pem",
+            "-cert", "cert.pem", "-key", "key.pem", "-cert2", "cert.pem", "-key2", "key.pem",
         ])
         .args(["-servername", "images.test", "-servername_fatal"])
         .current_dir(dir.path())
