@@ -60,26 +60,43 @@ pub struct Origin {
     stopped: Arc<AtomicBool>,
 }
 
+/// A server's accept loop: until `stop` is set, keeps a clone of each connection in the state
+/// (so the test can cut it) and serves it on its own thread.
+fn accept_loop<S: Send + 'static>(
+    listener: TcpListener,
+    st: Arc<Mutex<S>>,
+    stop: Arc<AtomicBool>,
+    conns: fn(&mut S) -> &mut Vec<TcpStream>,
+    serve: fn(TcpStream, Arc<Mutex<S>>, Arc<AtomicBool>),
+) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(conn) = conn else { continue };
+            if let Ok(c) = conn.try_clone() {
+                conns(&mut st.lock().unwrap()).push(c);
+            }
+            let (st, stop) = (st.clone(), stop.clone());
+            std::thread::spawn(move || serve(conn, st, stop));
+        }
+    });
+}
+
 impl Origin {
     pub fn start() -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(OriginState::default()));
         let stopped = Arc::new(AtomicBool::new(false));
-        let (st, stop) = (state.clone(), stopped.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    st.lock().unwrap().conns.push(c);
-                }
-                let (st, stop) = (st.clone(), stop.clone());
-                std::thread::spawn(move || serve_conn(conn, st, stop));
-            }
-        });
+        accept_loop(
+            listener,
+            state.clone(),
+            stopped.clone(),
+            |s: &mut OriginState| &mut s.conns,
+            serve_conn,
+        );
         Origin {
             addr,
             state,
@@ -696,20 +713,13 @@ impl FaultyOrigin {
             conns: Vec::new(),
         }));
         let stopped = Arc::new(AtomicBool::new(false));
-        let (st, stop) = (state.clone(), stopped.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    st.lock().unwrap().conns.push(c);
-                }
-                let (st, stop) = (st.clone(), stop.clone());
-                std::thread::spawn(move || serve_faulty(conn, st, stop));
-            }
-        });
+        accept_loop(
+            listener,
+            state.clone(),
+            stopped.clone(),
+            |s: &mut FaultyState| &mut s.conns,
+            serve_faulty,
+        );
         FaultyOrigin {
             addr,
             state,
