@@ -1,11 +1,14 @@
 //! Builds the Pingora server from the validated config: proxy listeners, admin listener,
-//! upstream services (health checks, dir origins).
+//! upstream services (health checks, dir origins), and the background services that follow
+//! the process's life (disk index scan, draining on upgrade, daemon readiness).
+
+pub mod downstream;
 
 use crate::admin::Admin;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::proxy::routes::Router;
 use crate::proxy::{ImgEdge, State};
-use crate::routes::Router;
 use crate::transform::Transformer;
 use crate::upstream;
 use pingora::apps::http_app::HttpServer;
@@ -30,30 +33,21 @@ impl BackgroundService for DiskScan {
     }
 }
 
-/// Set once this process has been told to hand its listeners over (SIGQUIT) or to stop
-/// (SIGTERM). Responses then carry `Connection: close`: keep-alive clients reconnect after a
-/// complete response (reaching the new process) instead of having an idle connection dropped
-/// under a request they are sending when the old process stops listening.
-static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether responses should close their connection (see `DRAINING`).
-pub fn draining() -> bool {
-    DRAINING.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Follows the server's execution phase and sets `DRAINING`.
-struct DrainWatch(
-    parking_lot::Mutex<
+/// Follows the server's execution phase and marks the proxy as draining (`State::draining`)
+/// once this process has been told to hand its listeners over (SIGQUIT) or to stop (SIGTERM).
+struct DrainWatch {
+    state: &'static State,
+    phases: parking_lot::Mutex<
         Option<tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>>,
     >,
-);
+}
 
 #[async_trait::async_trait]
 impl BackgroundService for DrainWatch {
     async fn start(&self, _shutdown: ShutdownWatch) {
         use pingora_core::server::ExecutionPhase as P;
         use tokio::sync::broadcast::error::RecvError;
-        let Some(mut rx) = self.0.lock().take() else {
+        let Some(mut rx) = self.phases.lock().take() else {
             return;
         };
         loop {
@@ -61,7 +55,7 @@ impl BackgroundService for DrainWatch {
                 Ok(
                     P::GracefulUpgradeTransferringFds | P::GracefulTerminate | P::ShutdownStarted,
                 ) => {
-                    if !DRAINING.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    if self.state.start_draining() {
                         log::info!("draining: responses now close their connections");
                     }
                 }
@@ -202,6 +196,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         },
         purge_token: config.admin.token.clone(),
         trusted_proxies: config.limits.trusted_proxies.clone(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     }));
 
     let mut app = pingora_proxy::http_proxy(&server.configuration, ImgEdge { state });
@@ -210,7 +205,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     options.h2_idle_timeout = Some(config.client.keepalive);
     app.server_options = Some(options);
     // Header and keep-alive deadlines of HTTP/1 clients (see downstream.rs for why a wrapper).
-    let app = crate::downstream::ClientTimeouts::new(app, config.client);
+    let app = downstream::ClientTimeouts::new(app, config.client);
     let mut proxy = Service::new("imgedge proxy".to_string(), app);
     for addr in &config.listen {
         proxy.add_tcp(addr);
@@ -239,7 +234,10 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     server.add_service(admin).add_dependency(&bootstrap);
     server.add_service(background_service(
         "drain on upgrade",
-        DrainWatch(parking_lot::Mutex::new(Some(phases))),
+        DrainWatch {
+            state,
+            phases: parking_lot::Mutex::new(Some(phases)),
+        },
     ));
     if state.cache.storage.disk.is_some() {
         // A service, not a thread started here: threads do not survive daemonizing.

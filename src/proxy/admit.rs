@@ -1,0 +1,219 @@
+//! What `request_filter` decides before anything is looked up: size limits, PURGE, the path
+//! check, the route, the transform plan and its signature, the origin URI, the rate limits;
+//! and the cache key that follows from them.
+
+use super::ctx::Ctx;
+use super::reply::{cors_origin, respond_text, respond_with};
+use super::routes;
+use super::state::State;
+use crate::limits::{Decision, Stage};
+use pingora::prelude::*;
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::CacheKey;
+use pingora_http::RequestHeader;
+
+/// A request refused up front: status, the one-line answer, and whether it is worth a log
+/// line.
+struct Refusal {
+    status: u16,
+    message: String,
+    log: Option<String>,
+}
+
+impl Refusal {
+    fn new(status: u16, message: String) -> Refusal {
+        Refusal {
+            status,
+            message,
+            log: None,
+        }
+    }
+}
+
+/// The request's Host (or the authority of an absolute-form target) without its port.
+pub fn request_host(req: &RequestHeader) -> String {
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    routes::host_only(raw)
+}
+
+/// Everything `request_filter` checks before the rate limits. `Ok(true)`: an answer was sent
+/// (a refusal, or a PURGE) and the request ends here.
+pub async fn screen(state: &'static State, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    if let Some((status, reason)) = super::http_limits::check(&state.http, session.req_header()) {
+        let client = session.client_addr();
+        log::info!("refused a request from {client:?}: {reason}");
+        respond_text(session, None, status, &reason).await?;
+        return Ok(true);
+    }
+    if session.req_header().method.as_str() == "PURGE" {
+        let host = request_host(session.req_header());
+        crate::purge::serve_proxy_purge(session, state, &host).await?;
+        return Ok(true);
+    }
+    ctx.request.cors = cors_origin(&state.cors_origins, session.req_header());
+    match decide(state, session.req_header(), ctx) {
+        Ok(()) => Ok(false),
+        Err(r) => {
+            if let Some(why) = &r.log {
+                let (uri, client) = (&session.req_header().uri, session.client_addr());
+                log::info!("refused {uri} from {client:?}: {why}");
+            }
+            respond_text(session, ctx.request.cors.as_deref(), r.status, &r.message).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The path check, the route, the transform plan, its signature and the origin URI.
+fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refusal> {
+    if let Some(problem) = super::forwarding::path_problem(req.uri.path()) {
+        let mut r = Refusal::new(400, format!("bad request: {problem}"));
+        r.log = Some(problem.to_string());
+        return Err(r);
+    }
+    let host = request_host(req);
+    let path = req.uri.path();
+    let Some((idx, route)) = state.router.find(&host, path) else {
+        let msg = format!("no route for host {host:?} and path {path:?}");
+        return Err(Refusal::new(404, msg));
+    };
+    ctx.request.route = Some(idx);
+    let accept = req
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let planned = match state.transformer.plan(req.uri.query(), accept) {
+        Ok(p) => p.map(Box::new),
+        Err(e) => {
+            let msg = format!("invalid transform parameter: {e}");
+            return Err(Refusal::new(400, msg));
+        }
+    };
+    if let Some(p) = &planned {
+        if let Err(e) = state.transformer.verify_signature(path, p) {
+            // Logged without the client address (as it always was).
+            log::info!("refused {}: {e}", req.uri);
+            return Err(Refusal::new(403, format!("forbidden: {e}")));
+        }
+    }
+    let query = match &planned {
+        Some(p) => p.forward_query.as_deref(),
+        None => req.uri.query(),
+    };
+    if route.strip_prefix || planned.is_some() {
+        let mut uri = routes::upstream_path(route, path);
+        let mut params: Vec<String> = query.map(str::to_string).into_iter().collect();
+        if let (Some(p), true) = (&planned, route.forward_transform) {
+            // The shield gets the canonical transform, the format already negotiated.
+            params.push(p.spec.to_query(p.negotiated.format()));
+            ctx.transform.forwarded = true;
+        }
+        if !params.is_empty() {
+            uri.push('?');
+            uri.push_str(&params.join("&"));
+        }
+        ctx.request.upstream_uri = Some(uri);
+    }
+    if planned.is_some() {
+        ctx.transform.source_key = format!("{host}\n{path}\n{}", query.unwrap_or(""));
+    }
+    ctx.transform.planned = planned;
+    Ok(())
+}
+
+/// Identifies the client (once) and checks the limits of this stage. `Ok(true)`: a 401, 429
+/// or 503 was sent and the request ends here.
+pub async fn rate_limit(
+    state: &State,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    stage: Stage,
+) -> Result<bool> {
+    let limiter = &state.limiter;
+    if !limiter.is_enabled() {
+        return Ok(false);
+    }
+    let cors = ctx.request.cors.clone();
+    let cors = cors.as_deref();
+    if ctx.request.identity.is_none() {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        match limiter.identify(&session.req_header().headers, peer) {
+            Ok(id) => ctx.request.identity = Some(id),
+            Err(e) => {
+                let msg = format!("unauthorized: {e}");
+                respond_text(session, cors, e.status(), &msg).await?;
+                return Ok(true);
+            }
+        }
+    }
+    let Some(id) = ctx.request.identity.as_ref() else {
+        return Ok(false);
+    };
+    match limiter.check(id, stage).await {
+        Decision::Allow { headers, guard } => {
+            if !headers.is_empty() {
+                ctx.request.limit_headers = headers;
+            }
+            if guard.is_some() {
+                ctx.request.inflight = guard;
+            }
+            Ok(false)
+        }
+        Decision::Deny {
+            policy,
+            retry_after_secs,
+            headers,
+        } => {
+            let body = format!(
+                "too many requests: rate limit {policy:?} exceeded, retry in {retry_after_secs}s"
+            );
+            respond_with(session, cors, 429, &body, &headers).await?;
+            Ok(true)
+        }
+        Decision::Unavailable { reason } => {
+            let headers = [("Retry-After".to_string(), "1".to_string())];
+            let body = format!("service unavailable: {reason}");
+            respond_with(session, cors, 503, &body, &headers).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The cache key of a request (and the bytes the balancer hashes on).
+pub fn cache_key(req: &RequestHeader, ctx: &mut Ctx) -> CacheKey {
+    let host = request_host(req);
+    let (path, query) = (req.uri.path(), req.uri.query());
+    let key = match &ctx.transform.planned {
+        None => {
+            let key = crate::cache::key(&host, path, query, "");
+            ctx.cache.lb_key = key.primary_key().to_vec();
+            key
+        }
+        Some(p) => {
+            // Balance on what is produced, so a negotiated and a fixed request for the same
+            // bytes go to the same shield (whose cache key is the fixed one).
+            let forward = p.forward_query.as_deref();
+            let produced = crate::cache::key(&host, path, forward, p.produced());
+            ctx.cache.lb_key = produced.primary_key().to_vec();
+            crate::cache::key(&host, path, forward, &p.canonical)
+        }
+    };
+    ctx.cache.hash = Some(key.combined_bin());
+    key
+}
+
+/// Stage of the limits checked in `request_filter`.
+pub fn request_stage(ctx: &Ctx) -> Stage {
+    Stage::Request {
+        transform: ctx.transform.planned.is_some(),
+    }
+}

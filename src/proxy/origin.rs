@@ -1,0 +1,193 @@
+//! The origin side of a miss: choosing a peer (balancer, circuit breakers, retries), arming the
+//! response deadlines, classifying failures, and the request sent upstream.
+
+use super::ctx::Ctx;
+use super::state::State;
+use crate::metrics::METRICS;
+use crate::upstream::breaker::Ticket;
+use crate::upstream::deadline::Deadlines;
+use crate::upstream::{Pool, SelectError};
+use pingora::prelude::*;
+use pingora::upstreams::peer::HttpPeer;
+use pingora_error::ErrorSource;
+use pingora_http::RequestHeader;
+use std::time::Instant;
+
+/// Picks a healthy peer, skipping the ones that failed this request and open circuits.
+pub fn choose_peer(state: &State, session: &Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    let pool = state
+        .pool(ctx.request.route)
+        .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+    if ctx.cache.lb_key.is_empty() {
+        ctx.cache.lb_key = session.req_header().uri.path().as_bytes().to_vec();
+    }
+    ctx.origin.begin_attempt();
+    let req = session.req_header();
+    let selected = match pool.select(&ctx.cache.lb_key, &ctx.origin.failed_peers) {
+        Ok(s) => s,
+        Err(e @ SelectError::AllOpen(_)) => {
+            let reason = format!("service unavailable: {e}");
+            log::warn!("{} {}: {reason}", req.method, req.uri);
+            ctx.origin.fault = Some((503, reason.clone()));
+            return Error::e_explain(ErrorType::HTTPStatus(503), reason);
+        }
+        Err(e) => return Error::e_explain(ErrorType::ConnectNoRoute, e.to_string()),
+    };
+    let label = selected.label;
+    METRICS
+        .upstream_requests
+        .with_label_values(&[pool.name.as_str(), label.as_str()])
+        .inc();
+    if selected.ticket.as_ref().is_some_and(Ticket::is_probe) {
+        let (name, uri) = (&pool.name, &req.uri);
+        log::info!("circuit breaker: upstream {name} peer {label}: probing with {uri}");
+    }
+    ctx.origin.ticket = selected.ticket;
+    ctx.origin.attempts += 1;
+    ctx.origin.peer = Some(label);
+    ctx.timing.upstream_start = Some(Instant::now());
+    Ok(Box::new(selected.peer))
+}
+
+/// Connected: arm the first-byte / total deadlines of the pool.
+pub fn arm_deadlines(state: &State, fd: std::os::unix::io::RawFd, ctx: &mut Ctx) {
+    let deadlines = state
+        .pool(ctx.request.route)
+        .and_then(Pool::response_deadlines);
+    if let Some((first_byte, total)) = deadlines {
+        ctx.origin.deadlines = Some(Deadlines::arm(fd, first_byte, total));
+    }
+}
+
+/// An origin failure after connecting: a timeout (our deadlines), a reset, a short body,
+/// garbage. Reported to the circuit breaker; retried on another peer while nothing of the
+/// response has been received (idempotent requests only).
+pub fn failed_while_proxying(
+    state: &State,
+    peer: &HttpPeer,
+    session: &Session,
+    e: Box<Error>,
+    ctx: &mut Ctx,
+    client_reused: bool,
+) -> Box<Error> {
+    let expired = ctx.origin.end_deadlines();
+    let Some(pool) = state.pool(ctx.request.route) else {
+        return e;
+    };
+    let label = ctx.origin.peer.clone().unwrap_or_default();
+    let mut e = match expired {
+        Some(x) => {
+            let reason = x.reason(&pool.name);
+            METRICS
+                .upstream_errors
+                .with_label_values(&[pool.name.as_str(), label.as_str(), x.kind()])
+                .inc();
+            ctx.origin.fault = Some((504, reason.clone()));
+            let mut t = Error::explain(ErrorType::ReadTimedout, reason);
+            t.as_up();
+            t
+        }
+        None => e.more_context(format!("Peer: {peer}")),
+    };
+    if expired.is_none() && e.esource() != &ErrorSource::Upstream {
+        // The client side failed: nothing is known about the peer.
+        ctx.origin.ticket = None;
+        e.set_retry(false);
+        return e;
+    }
+    let req = session.req_header();
+    let idempotent = req.method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
+    let before_header = !ctx.origin.header_received;
+    // A reused keep-alive connection that fails before any response is most often the origin
+    // having closed it while idle: retry on a fresh one, blame no one.
+    let stale_connection = client_reused && before_header && expired.is_none();
+    match ctx.origin.ticket.take() {
+        Some(_) if stale_connection => {}
+        Some(t) => t.failure(&e.to_string()),
+        None => {}
+    }
+    if !stale_connection {
+        if let Some(addr) = peer._address.as_inet() {
+            ctx.origin.failed_peers.push(*addr);
+        }
+    }
+    let attempts_left = ctx.origin.attempts <= pool.retries();
+    let retry = idempotent && before_header && (stale_connection || attempts_left);
+    if retry {
+        let (method, uri, name) = (&req.method, &req.uri, &pool.name);
+        log::info!(
+            "{method} {uri}: upstream {name} peer {label} failed ({e}); retrying on another peer"
+        );
+    }
+    e.set_retry(retry);
+    e
+}
+
+/// A connection to the peer failed: report it, retry on another peer while retries are left.
+pub fn failed_to_connect(
+    state: &State,
+    peer: &HttpPeer,
+    ctx: &mut Ctx,
+    mut e: Box<Error>,
+) -> Box<Error> {
+    let Some(pool) = state.pool(ctx.request.route) else {
+        return e;
+    };
+    let label = ctx.origin.peer.clone().unwrap_or_default();
+    METRICS
+        .upstream_errors
+        .with_label_values(&[pool.name.as_str(), label.as_str(), "connect"])
+        .inc();
+    ctx.origin.failed(&format!("connect: {e}"));
+    if let Some(addr) = peer._address.as_inet() {
+        ctx.origin.failed_peers.push(*addr);
+    }
+    if ctx.origin.attempts <= pool.retries() {
+        e.set_retry(true);
+    }
+    e
+}
+
+/// The request sent upstream: its path (prefix stripped, transform parameters removed), the
+/// stored entry's validators on a revalidation, the pool's Host, and the forwarding headers.
+pub fn prepare_request(
+    state: &State,
+    session: &Session,
+    upstream_request: &mut RequestHeader,
+    ctx: &Ctx,
+) -> Result<()> {
+    let bad_path = || Error::explain(ErrorType::InvalidHTTPHeader, "bad upstream path");
+    if let Some(uri) = &ctx.request.upstream_uri {
+        upstream_request.set_uri(uri.parse().map_err(|_| bad_path())?);
+    } else if !upstream_request.raw_path().starts_with(b"/") {
+        // An absolute-form target (`GET http://host/x`) goes to the origin in origin-form: an
+        // origin that is itself a proxy must not be handed a destination by the client.
+        let origin_form = upstream_request
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|_| bad_path())?;
+        upstream_request.set_uri(origin_form);
+    }
+    if let Some(stale) = session.cache.maybe_cache_meta() {
+        crate::cache::revalidation_validators(stale.headers(), upstream_request);
+    }
+    if let Some(host) = state.pool(ctx.request.route).and_then(Pool::host_override) {
+        upstream_request.insert_header(http::header::HOST, host)?;
+    }
+    if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+        let peer = client.ip();
+        let received = session.req_header();
+        let host = received
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| received.uri.authority().map(|a| a.as_str()));
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let hop = super::forwarding::Hop { peer, tls, host };
+        let trusted = super::forwarding::is_trusted(&state.trusted_proxies, peer);
+        super::forwarding::apply(upstream_request, &hop, trusted)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Making a variant on a miss: a pool slot reserved before the origin is asked, the origin's
+//! header turned into the variant's (or a 422 refusal), the source body buffered and
+//! transformed on the pool at its end. What this leaves in the body is what is cached.
+
+use super::ctx::{Buffering, Ctx};
+use super::reply::{respond_busy, respond_text};
+use super::state::State;
+use crate::image::OutputFormat;
+use crate::metrics::METRICS;
+use crate::transform::{Planned, Verdict};
+use bytes::Bytes;
+use pingora::prelude::*;
+use pingora_http::ResponseHeader;
+use std::time::Instant;
+
+/// Before going to the origin for a transform made here: a source that just failed is
+/// answered with its error; a pool slot is reserved (503 when full). `Ok(false)`: answered.
+pub async fn reserve(state: &State, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    if ctx.transform.planned.is_none()
+        || ctx.transform.forwarded
+        || session.req_header().method == http::Method::HEAD
+    {
+        return Ok(true);
+    }
+    let t = &state.transformer;
+    let cors = ctx.request.cors.as_deref();
+    if let Some((status, reason)) = t.recent_failure(&ctx.transform.source_key) {
+        refused("remembered");
+        respond_text(session, cors, status, &reason).await?;
+        return Ok(false);
+    }
+    match t.reserve() {
+        Some(permit) => {
+            ctx.transform.permit = Some(permit);
+            Ok(true)
+        }
+        None => {
+            refused("queue_full");
+            respond_busy(session, cors).await?;
+            Ok(false)
+        }
+    }
+}
+
+fn refused(reason: &str) {
+    METRICS
+        .transforms_refused
+        .with_label_values(&[reason])
+        .inc();
+}
+
+/// The origin's response header, for a request with a transform: revalidations and forwarded
+/// transforms get their headers fixed; a source we transform gets the variant's headers (or is
+/// refused from its declared length).
+pub fn on_header(
+    state: &State,
+    session: &Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let status = resp.status.as_u16();
+    let Some(planned) = ctx.transform.planned.as_deref() else {
+        return Ok(());
+    };
+    if status == 304 && !ctx.transform.forwarded {
+        // Revalidated: the origin's tag names the source; the stored entry keeps its own.
+        resp.remove_header(&http::header::ETAG);
+    }
+    if ctx.transform.forwarded && planned.vary_accept && (200..300).contains(&status) {
+        add_vary_accept(resp)?;
+    }
+    if ctx.transform.permit.is_none() {
+        return Ok(());
+    }
+    let h = &resp.headers;
+    let text = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    let declared = text(http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let verdict = state.transformer.inspect(
+        planned,
+        status,
+        text(http::header::CONTENT_TYPE),
+        text(http::header::CONTENT_ENCODING),
+        declared,
+    );
+    match verdict {
+        Verdict::PassThrough => {}
+        Verdict::Transform(out) => {
+            remove_source_headers(resp);
+            set_transformed_headers(resp, out, planned)?;
+            // Room for the whole declared body up front (inspect checked the limit).
+            let capacity = usize::try_from(declared.unwrap_or(0)).unwrap_or(0);
+            ctx.transform.buffering = Some(Buffering {
+                out,
+                source: Vec::with_capacity(capacity),
+            });
+        }
+        Verdict::Refuse(reason) => {
+            log::warn!(
+                "transform refused for {}: {reason}",
+                session.req_header().uri
+            );
+            refused("too_big");
+            let key = &ctx.transform.source_key;
+            state.transformer.remember_failure(key, 422, &reason);
+            let body = Bytes::from(format!("{reason}\n"));
+            *resp = ResponseHeader::build(422, Some(4))?;
+            resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+            ctx.transform.refusal = Some(body);
+        }
+    }
+    Ok(())
+}
+
+/// A chunk of the origin's body: replaced by the refusal, or buffered until the end (or the
+/// size limit), then transformed; anything else passes untouched.
+pub fn on_body(
+    state: &State,
+    session: &Session,
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    if ctx.transform.refusal.is_some() {
+        *body = None;
+        if end_of_stream {
+            *body = ctx.transform.refusal.take();
+        }
+        return Ok(());
+    }
+    let Some(b) = ctx.transform.buffering.as_mut() else {
+        return Ok(());
+    };
+    if let Some(chunk) = body.take() {
+        b.source.extend_from_slice(&chunk);
+    }
+    let over = b.source.len() as u64 > state.transformer.max_source_bytes();
+    if !end_of_stream && !over {
+        return Ok(());
+    }
+    let Some(b) = ctx.transform.buffering.take() else {
+        return Ok(());
+    };
+    // Over the limit: the pipeline refuses it at once (TooLarge) without decoding.
+    *body = Some(run(state, session, b, ctx)?);
+    Ok(())
+}
+
+/// Runs the transform of the buffered source on the pool and records what it cost.
+fn run(state: &State, session: &Session, b: Buffering, ctx: &mut Ctx) -> Result<Bytes> {
+    let planned = ctx.transform.planned.as_ref().map(|p| &p.spec);
+    let (Some(spec), Some(permit)) = (planned, ctx.transform.permit.take()) else {
+        return Error::e_explain(ErrorType::InternalError, "transform state lost");
+    };
+    let source_len = b.source.len();
+    let started = Instant::now();
+    let format = b.out.as_str();
+    match state.transformer.run(permit, b.source, spec, b.out) {
+        Ok(out) => {
+            let m = &*METRICS;
+            let took = started.elapsed();
+            m.transform_duration
+                .with_label_values(&[format])
+                .observe(took.as_secs_f64());
+            let ms = took.as_secs_f64() * 1000.0;
+            ctx.timing.transform_ms = Some(ms);
+            // The header of this miss is already gone: hits of the entry report it.
+            if ctx.cache.enabled {
+                state.transformer.record_duration(&ctx.cache.lb_key, ms);
+            }
+            m.transform_source_bytes.inc_by(source_len as u64);
+            m.transform_output_bytes
+                .with_label_values(&[format])
+                .inc_by(out.bytes.len() as u64);
+            Ok(Bytes::from(out.bytes))
+        }
+        Err(failure) => {
+            // The status line may be gone: abort so nothing is cached and the client sees a
+            // failed response; repeats are answered up front (`reserve`).
+            let reason = failure.to_string();
+            log::warn!(
+                "transform failed for {} ({source_len} source bytes): {reason}",
+                session.req_header().uri
+            );
+            refused(failure.reason());
+            let key = &ctx.transform.source_key;
+            state
+                .transformer
+                .remember_failure(key, failure.status(), &reason);
+            ctx.transform.failure = Some(reason.clone());
+            Error::e_explain(ErrorType::HTTPStatus(failure.status()), reason)
+        }
+    }
+}
+
+/// The headers of a response whose body will be replaced by the transform: the new type, no
+/// length (sent chunked; the stored entry knows its length), no ranges, no encoding, an ETag of
+/// its own (the origin's named the original bytes; it is kept aside for revalidation), and
+/// `Vary: Accept` when the format was negotiated.
+fn set_transformed_headers(
+    resp: &mut ResponseHeader,
+    out: OutputFormat,
+    planned: &Planned,
+) -> Result<()> {
+    resp.insert_header(http::header::CONTENT_TYPE, out.content_type())?;
+    let text = |h| resp.headers.get(h).and_then(|v| v.to_str().ok());
+    let origin_etag = text(http::header::ETAG).map(str::to_string);
+    let source = origin_etag
+        .clone()
+        .or_else(|| text(http::header::LAST_MODIFIED).map(str::to_string));
+    if let Some(source) = source {
+        let variant = format!("{}/{}", planned.canonical, out.as_str());
+        let etag = crate::cache::variant_etag(&source, &variant);
+        resp.insert_header(http::header::ETAG, etag)?;
+    } else {
+        // No validator: the storage tags the finished body instead.
+        resp.remove_header(&http::header::ETAG);
+    }
+    if let Some(tag) = origin_etag {
+        resp.insert_header(crate::cache::SOURCE_ETAG, tag)?;
+    }
+    if planned.vary_accept {
+        add_vary_accept(resp)?;
+    }
+    Ok(())
+}
+
+fn add_vary_accept(resp: &mut ResponseHeader) -> Result<()> {
+    let vary = match resp
+        .headers
+        .get(http::header::VARY)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) if !v.to_ascii_lowercase().contains("accept") => format!("{v}, Accept"),
+        Some(v) => v.to_string(),
+        None => "Accept".to_string(),
+    };
+    resp.insert_header(http::header::VARY, vary)
+}
+
+fn remove_source_headers(resp: &mut ResponseHeader) {
+    for h in [
+        http::header::CONTENT_LENGTH,
+        http::header::ACCEPT_RANGES,
+        http::header::CONTENT_ENCODING,
+        http::header::CONTENT_DISPOSITION,
+    ] {
+        resp.remove_header(&h);
+    }
+}
