@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod cache;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod image;
 pub mod limits;

@@ -117,6 +117,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&config.log.level))
+        // pingora-cache warns once, at the first stored response, that no header compression
+        // dictionary is loaded. imgedge uses none on purpose (disk entries stay readable without
+        // one), so the warning would only alarm operators who can do nothing about it.
+        .filter_module("pingora_cache::meta", log::LevelFilter::Error)
         .format_timestamp_millis()
         .init();
     let daemon = cli.daemon || config.server.daemon;

@@ -6,8 +6,9 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -58,6 +59,15 @@ pub struct Metrics {
     pub transforms_refused: IntCounterVec,
     pub transform_queue_depth: IntGauge,
     pub transform_in_flight: IntGauge,
+    pub ratelimit_decisions: IntCounterVec,
+    pub ratelimit_redis_duration: Histogram,
+    pub ratelimit_redis_errors: IntCounterVec,
+    pub ratelimit_fallback: IntGauge,
+    pub ratelimit_fallback_switches: IntCounter,
+    pub usage_published: IntCounter,
+    pub usage_dropped: IntCounter,
+    pub usage_errors: IntCounter,
+    pub usage_buffered: IntGauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -249,6 +259,45 @@ fn build() -> Result<Metrics, prometheus::Error> {
         transform_in_flight: register_int_gauge!(
             "imgedge_transform_in_flight",
             "Transform jobs running"
+        )?,
+        ratelimit_decisions: register_int_counter_vec!(
+            "imgedge_ratelimit_decisions_total",
+            "Rate-limit decisions per policy (allow|deny)",
+            &["policy", "result"]
+        )?,
+        ratelimit_redis_duration: register_histogram!(
+            "imgedge_ratelimit_redis_duration_seconds",
+            "Duration of rate-limit Redis round trips",
+            vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]
+        )?,
+        ratelimit_redis_errors: register_int_counter_vec!(
+            "imgedge_ratelimit_redis_errors_total",
+            "Rate-limit Redis failures (timeout|error)",
+            &["kind"]
+        )?,
+        ratelimit_fallback: register_int_gauge!(
+            "imgedge_ratelimit_fallback",
+            "1 while the Redis rate-limit backend is degraded"
+        )?,
+        ratelimit_fallback_switches: register_int_counter!(
+            "imgedge_ratelimit_fallback_switches_total",
+            "Times the rate limiter switched to its Redis fallback"
+        )?,
+        usage_published: register_int_counter!(
+            "imgedge_usage_events_published_total",
+            "Usage events written to the Redis stream"
+        )?,
+        usage_dropped: register_int_counter!(
+            "imgedge_usage_events_dropped_total",
+            "Usage events lost because the buffer was full (Redis slow or down)"
+        )?,
+        usage_errors: register_int_counter!(
+            "imgedge_usage_publish_errors_total",
+            "Failed connects or XADD batches to the usage Redis (each is retried)"
+        )?,
+        usage_buffered: register_int_gauge!(
+            "imgedge_usage_events_buffered",
+            "Usage events waiting in memory to be written"
         )?,
     })
 }

@@ -366,3 +366,28 @@ fn oversized_targets_and_headers_are_refused_before_the_origin() {
     let r = get_with(&edge.url("/a.txt"), &[]);
     assert_eq!(r.status, 200);
 }
+
+/// A newcomer's first run (the embedded default's upstream, routes, cache and transform keys,
+/// on free ports) logs no warning: resized and plain images, a miss then a hit.
+#[test]
+fn first_run_logs_no_warning() {
+    let default = include_str!("../conf/imgedge.yaml");
+    let body = default
+        .split_once("\nupstreams:")
+        .map(|(_, rest)| format!("upstreams:{rest}"))
+        .unwrap();
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
+    let edge = Edge::start(&body.replace("./samples", samples));
+    for path in ["/seeding.jpg?width=400&format=auto", "/meadow.jpg"] {
+        let first = get(&edge.url(path));
+        assert_eq!(first.status, 200, "{path}");
+        assert_eq!(first.header("x-cache-status"), Some("MISS"), "{path}");
+        let second = get(&edge.url(path));
+        assert_eq!(second.header("x-cache-status"), Some("HIT"), "{path}");
+    }
+    let log = edge.log();
+    assert!(
+        !log.contains(" WARN ") && !log.contains(" ERROR "),
+        "first run logged a warning:\n{log}"
+    );
+}

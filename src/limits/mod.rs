@@ -20,7 +20,7 @@ pub mod config;
 pub mod gcra;
 pub mod identity;
 pub mod lease;
-pub mod metrics;
+
 pub mod redis;
 
 use std::fmt;
@@ -36,6 +36,7 @@ use self::identity::Resolver;
 pub use self::identity::{AuthError, Credential, Identity};
 use self::lease::LeaseStore;
 use self::redis::{bucket_key, RedisBackend, RedisBucket};
+use crate::metrics::METRICS;
 
 /// Where in the request a check happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +182,6 @@ impl Limiter {
 
     /// As `new`, with an injected clock for local state (tests).
     pub fn with_clock(settings: &LimitSettings, clock: Arc<dyn Clock>) -> Limiter {
-        metrics::init();
         let nodes = settings.backend.nodes;
         let mk = |name: Arc<str>, key_kind, applies_to, limit: Limit, conc: Option<u64>| Bucket {
             name,
@@ -317,7 +317,10 @@ impl Limiter {
                 let (g, n) = inflight.incr(a.key.as_str(), 1);
                 guards.push(g);
                 if u64::try_from(n).unwrap_or(0) > *cap {
-                    metrics::decision(&a.b.name, false);
+                    METRICS
+                        .ratelimit_decisions
+                        .with_label_values(&[&*a.b.name, "deny"])
+                        .inc();
                     return Decision::Deny {
                         policy: a.b.name.to_string(),
                         retry_after_secs: 1,
@@ -383,7 +386,10 @@ impl Limiter {
             }
             OnError::Open => {
                 for a in &applied {
-                    metrics::decision(&a.b.name, true);
+                    METRICS
+                        .ratelimit_decisions
+                        .with_label_values(&[&*a.b.name, "allow"])
+                        .inc();
                 }
                 Decision::Allow {
                     headers: Vec::new(),
@@ -527,7 +533,10 @@ fn finish(
         .filter(|(_, v)| !v.allowed)
         .max_by_key(|(_, v)| v.retry_ns);
     if let Some((a, v)) = denied {
-        metrics::decision(&a.b.name, false);
+        METRICS
+            .ratelimit_decisions
+            .with_label_values(&[&*a.b.name, "deny"])
+            .inc();
         let retry = ceil_secs(v.retry_ns).max(1);
         let mut headers = rate_limit_headers(&a.b.name, &gcra_of(a.b), v);
         headers.push(("Retry-After".into(), retry.to_string()));
@@ -538,7 +547,10 @@ fn finish(
         };
     }
     for a in applied {
-        metrics::decision(&a.b.name, true);
+        METRICS
+            .ratelimit_decisions
+            .with_label_values(&[&*a.b.name, "allow"])
+            .inc();
     }
     let headers = applied
         .iter()

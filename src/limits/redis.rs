@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::config::defaults;
 use super::gcra::{Clock, Gcra, Verdict};
-use super::metrics;
+use crate::metrics::METRICS;
 
 /// KEYS[i]: bucket keys. ARGV[1]: "1" to commit, "0" to only look. ARGV[2]: how
 /// many requests the caller would like admitted at once (a lease; >= 1).
@@ -276,11 +276,13 @@ impl RedisBackend {
         };
         match res {
             Ok(v) => {
-                metrics::redis_duration(start.elapsed().as_secs_f64());
+                METRICS
+                    .ratelimit_redis_duration
+                    .observe(start.elapsed().as_secs_f64());
                 let out = decode(buckets, &v);
                 if out.is_some() && self.degraded.swap(false, Ordering::AcqRel) {
                     log::info!("limits: redis backend recovered, shared limiting resumed");
-                    metrics::fallback(false);
+                    METRICS.ratelimit_fallback.set(0);
                 }
                 if out.is_none() {
                     log::debug!("limits: unexpected redis script reply {v:?}");
@@ -288,12 +290,21 @@ impl RedisBackend {
                 out
             }
             Err(e) => {
-                metrics::redis_error(matches!(e, CallError::Timeout));
+                let kind = if matches!(e, CallError::Timeout) {
+                    "timeout"
+                } else {
+                    "error"
+                };
+                METRICS
+                    .ratelimit_redis_errors
+                    .with_label_values(&[kind])
+                    .inc();
                 self.last_try_ns
                     .store(self.clock.now_ns(), Ordering::Release);
                 if !self.degraded.swap(true, Ordering::AcqRel) {
                     log::warn!("limits: redis backend failed ({e}), using fallback");
-                    metrics::fallback(true);
+                    METRICS.ratelimit_fallback.set(1);
+                    METRICS.ratelimit_fallback_switches.inc();
                 }
                 None
             }

@@ -9,10 +9,10 @@
 //!
 //! Knows nothing of the proxy, the limits or the cache: the proxy hands it plain values.
 
-pub mod metrics;
 pub mod report;
 
 use crate::config::UsageSettings;
+use crate::metrics::METRICS;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
@@ -103,7 +103,7 @@ impl Publisher {
     pub fn new(settings: &UsageSettings) -> Result<(Publisher, Writer), UsageError> {
         let client = redis::Client::open(settings.redis_url.as_str())?;
         let (tx, rx) = mpsc::channel(settings.buffer_size.max(1));
-        metrics::init();
+        once_cell::sync::Lazy::force(&METRICS);
         Ok((
             Publisher {
                 tx,
@@ -120,9 +120,11 @@ impl Publisher {
     /// Queues the event; when the buffer is full it is dropped and counted.
     pub fn emit(&self, event: Event) {
         if self.tx.try_send(event).is_err() {
-            metrics::dropped();
+            METRICS.usage_dropped.inc();
         }
-        metrics::buffered(self.capacity - self.tx.capacity());
+        METRICS
+            .usage_buffered
+            .set((self.capacity - self.tx.capacity()) as i64);
     }
 }
 
@@ -208,11 +210,11 @@ impl Writer {
                     }
                 }
             }
-            metrics::buffered(rx.len() + batch.len());
+            METRICS.usage_buffered.set((rx.len() + batch.len()) as i64);
             match self.write(&mut conn, &batch).await {
                 Ok(()) => {
-                    metrics::published(batch.len() as u64);
-                    metrics::buffered(rx.len());
+                    METRICS.usage_published.inc_by(batch.len() as u64);
+                    METRICS.usage_buffered.set((rx.len()) as i64);
                     if let Some(since) = failing_since.take() {
                         log::info!(
                             "usage: redis {} reachable again after {:.1}s; writing buffered events",
@@ -224,7 +226,7 @@ impl Writer {
                     backoff = BACKOFF_MIN;
                 }
                 Err(e) => {
-                    metrics::error();
+                    METRICS.usage_errors.inc();
                     if failing_since.is_none() {
                         failing_since = Some(Instant::now());
                         log::warn!(
@@ -260,7 +262,7 @@ impl Writer {
                 if self.write(&mut conn, chunk).await.is_err() {
                     break;
                 }
-                metrics::published(chunk.len() as u64);
+                METRICS.usage_published.inc_by(chunk.len() as u64);
                 ok += chunk.len();
             }
         };
