@@ -101,3 +101,22 @@ pub const USAGE_BUFFER_SIZE: usize = 100_000;
 pub const USAGE_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Connect and command timeout for the usage Redis.
 pub const USAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Every default of the `limits:` section.
+pub mod limits {
+    pub const API_KEY_HEADER: &str = "X-Api-Key";
+    pub const APPLIES_TO: &str = "all";
+    pub const BACKEND_KIND: &str = "local";
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+    pub const TIMEOUT_MS: u64 = 20;
+    pub const ON_ERROR: &str = "local";
+    pub const NODES: u32 = 1;
+    pub const EXPECTED_KEYS: usize = 100_000;
+    pub const TIER_CLAIM: &str = "tier";
+    pub const ORG_CLAIM: &str = "org";
+    /// `backend.lease`: the most requests one Redis call may admit for a node (the
+    /// request itself plus tokens kept locally for the next requests of the same client).
+    pub const LEASE: u64 = 64;
+    /// Largest `backend.lease` accepted.
+    pub const LEASE_MAX: u64 = 10_000;
+}

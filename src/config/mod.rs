@@ -1,16 +1,28 @@
 //! Configuration: the YAML file (`raw`), its defaults (`defaults`) and the validated model the
-//! rest of imgedge sees (this file). Knows nothing of the proxy.
+//! rest of imgedge sees (this file, and `limits/` for the rate limits). `validate` loads a file;
+//! each section is checked in the file named after it, with the errors and shared checks of
+//! `check`. Knows nothing of the proxy: imports only image and signing types.
 
+mod admin;
+mod cache;
+pub(crate) mod check;
 pub mod defaults;
 pub mod files;
+pub mod limits;
+mod listeners;
 pub mod raw;
+mod routes;
 pub mod size;
+mod transform;
+mod upstreams;
+mod usage;
 mod validate;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use validate::{load_file, parse_str, ConfigError, ConfigErrors};
+pub use check::{ConfigError, ConfigErrors};
+pub use validate::{load_file, parse_str};
 
 /// The shipped default configuration (`conf/imgedge.yaml`), used when no `-c` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf/imgedge.yaml");
@@ -24,8 +36,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub cache: CacheSettings,
     pub transform: TransformSettings,
-    /// Rate limits (validated by `crate::limits::validate`).
-    pub limits: crate::limits::LimitSettings,
+    /// Rate limits (`limits`).
+    pub limits: limits::LimitSettings,
     /// `None`: no usage events.
     pub usage: Option<UsageSettings>,
     pub log: LogSettings,

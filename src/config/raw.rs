@@ -1,6 +1,7 @@
 //! The YAML file as written by the operator: typed, `deny_unknown_fields`, every field optional
-//! so that validation (in `validate.rs`) can report every problem at once with its key path.
-//! Defaults live in `defaults.rs`, not here.
+//! so that validation (a file per section, see `validate.rs`) can report every problem at once
+//! with its key path. Defaults live in `defaults.rs`, not here; the `limits` section's shape is
+//! in `limits/raw.rs`.
 
 use super::size::Quantity;
 use serde::Deserialize;
@@ -210,7 +211,7 @@ pub struct RawConfig {
     pub routes: Vec<Option<RawRoute>>,
     pub cache: RawCache,
     pub transform: RawTransform,
-    pub limits: crate::limits::RawLimits,
+    pub limits: super::limits::raw::RawLimits,
     /// `None` when the section is absent (usage events off).
     pub usage: Option<RawUsage>,
     pub log: RawLog,

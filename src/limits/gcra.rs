@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::config::Limit;
+use crate::config::limits::Limit;
 
 /// Monotonic nanoseconds; injectable so tests need no sleeps.
 pub trait Clock: Send + Sync + 'static {
@@ -273,7 +273,7 @@ impl LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::config::Rate;
+    use crate::config::limits::Rate;
 
     fn lim(rate: &str, burst: u64) -> Limit {
         Limit {

@@ -12,7 +12,15 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use super::config::{defaults, ApiKeySettings, JwtKey, KeyKind, LimitSettings};
+use crate::config::limits::{ApiKeySettings, JwtKey, KeyKind, LimitSettings};
+
+/// Clock skew tolerated on JWT `exp`/`nbf` (the brief allows 0-5 s).
+const JWT_LEEWAY_SECS: u64 = 5;
+/// Verified tokens remembered (token hash -> identity) until their `exp`.
+const JWT_CACHE_ENTRIES: usize = 10_000;
+/// The tier that applies to anonymous requests (and to credentials whose
+/// tier is not configured), when a tier of this name exists.
+const ANONYMOUS_TIER: &str = "free";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -146,7 +154,7 @@ impl Resolver {
                 },
             };
             let mut validation = Validation::new(alg);
-            validation.leeway = defaults::JWT_LEEWAY_SECS;
+            validation.leeway = JWT_LEEWAY_SECS;
             validation.validate_exp = true;
             validation.validate_nbf = true;
             // no audience is configured, so do not reject tokens that carry one
@@ -210,7 +218,7 @@ impl Resolver {
     fn default_tier(&self) -> Option<String> {
         self.tiers
             .iter()
-            .find(|t| t.as_str() == defaults::ANONYMOUS_TIER)
+            .find(|t| t.as_str() == ANONYMOUS_TIER)
             .cloned()
     }
 
@@ -295,9 +303,9 @@ impl Resolver {
             exp,
         };
         let mut cache = jwt.cache.lock();
-        if cache.len() >= defaults::JWT_CACHE_ENTRIES {
+        if cache.len() >= JWT_CACHE_ENTRIES {
             cache.retain(|_, i| i.exp > now);
-            if cache.len() >= defaults::JWT_CACHE_ENTRIES {
+            if cache.len() >= JWT_CACHE_ENTRIES {
                 // full of live tokens: start over rather than grow
                 cache.clear();
             }
@@ -360,11 +368,13 @@ fn jwt_reason(e: &jsonwebtoken::errors::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::config::{validate, ApiKeyEntry, Limit, Rate, RawLimits, TierSettings};
+    use crate::config::check::Errors;
+    use crate::config::limits::raw::RawLimits;
+    use crate::config::limits::{validate, ApiKeyEntry, JwtSettings, Limit, Rate, TierSettings};
     use jsonwebtoken::{encode, EncodingKey, Header};
 
     fn settings() -> LimitSettings {
-        let mut s = validate(RawLimits::default(), &mut Vec::new());
+        let mut s = validate(RawLimits::default(), &mut Errors::default());
         s.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
         let lim = Limit {
             rate: Rate::parse("1/s").unwrap(),
@@ -388,7 +398,7 @@ mod tests {
             header: HeaderName::from_static("x-api-key"),
             keys,
         });
-        s.jwt = Some(crate::limits::config::JwtSettings {
+        s.jwt = Some(JwtSettings {
             key: JwtKey::Hs256Secret(b"jwtsecret".to_vec()),
             tier_claim: "roles".into(),
             org_claim: "org".into(),

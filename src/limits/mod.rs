@@ -16,7 +16,6 @@
 //!   releases them at once.
 //! - `key: api_key` policies apply to API-key requests only (not JWTs).
 
-pub mod config;
 pub mod gcra;
 pub mod identity;
 pub mod lease;
@@ -29,13 +28,12 @@ use std::sync::Arc;
 
 use pingora_limits::inflight::{Guard, Inflight};
 
-pub use self::config::{validate, LimitSettings, RawLimits};
-use self::config::{AppliesTo, BackendKind, KeyKind, Limit, OnError};
 use self::gcra::{BucketKey, Clock, Gcra, LocalStore, MonotonicClock, Verdict};
 use self::identity::Resolver;
 pub use self::identity::{AuthError, Credential, Identity};
 use self::lease::LeaseStore;
 use self::redis::{bucket_key, RedisBackend, RedisBucket};
+use crate::config::limits::{AppliesTo, BackendKind, KeyKind, Limit, LimitSettings, OnError};
 use crate::metrics::METRICS;
 
 /// Where in the request a check happens.

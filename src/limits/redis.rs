@@ -18,9 +18,12 @@ use redis::cluster_async::ClusterConnection;
 use sha2::Digest;
 use tokio::sync::watch;
 
-use super::config::defaults;
 use super::gcra::{Clock, Gcra, Verdict};
 use crate::metrics::METRICS;
+
+/// While Redis is degraded, try it again at most this often, so a dead
+/// Redis does not add `timeout_ms` to every request.
+const REDIS_RETRY_INTERVAL_MS: u64 = 1_000;
 
 /// KEYS[i]: bucket keys. ARGV[1]: "1" to commit, "0" to only look. ARGV[2]: how
 /// many requests the caller would like admitted at once (a lease; >= 1).
@@ -259,7 +262,7 @@ impl RedisBackend {
             // one probe per interval; everyone else falls back at once
             let now = self.clock.now_ns();
             let last = self.last_try_ns.load(Ordering::Acquire);
-            let due = now.saturating_sub(last) >= defaults::REDIS_RETRY_INTERVAL_MS * 1_000_000;
+            let due = now.saturating_sub(last) >= REDIS_RETRY_INTERVAL_MS * 1_000_000;
             if !due
                 || self
                     .last_try_ns

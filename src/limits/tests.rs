@@ -3,6 +3,9 @@
 use super::gcra::ManualClock;
 use super::identity::sha256_hex;
 use super::*;
+use crate::config::check::Errors;
+use crate::config::limits::raw::RawLimits;
+use crate::config::limits::{validate, Rate};
 use http::HeaderMap;
 use std::time::{Duration, Instant};
 
@@ -13,8 +16,9 @@ struct File {
 
 fn settings(yaml: &str) -> LimitSettings {
     let f: File = serde_yaml::from_str(yaml).unwrap();
-    let mut errs = Vec::new();
+    let mut errs = Errors::default();
     let s = validate(f.limits, &mut errs);
+    let errs = errs.0;
     assert!(errs.is_empty(), "{errs:?}");
     s
 }
@@ -95,7 +99,7 @@ async fn header_formatting() {
     assert_eq!(sf_string("a\"b"), "\"a\\\"b\"");
     // 10/min burst 5: window 30 s
     let g = Gcra::new(Limit {
-        rate: config::Rate::parse("10/min").unwrap(),
+        rate: Rate::parse("10/min").unwrap(),
         burst: 5,
     });
     let v = g.verdict_at(0, 0);

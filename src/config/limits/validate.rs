@@ -1,327 +1,29 @@
-//! User-facing `limits:` configuration: the raw serde shape and its validation
-//! into [`LimitSettings`], which the rest of the module consumes.
+//! Validation of the `limits:` section into [`LimitSettings`], every problem at its key path.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::time::Duration;
 
 use http::HeaderName;
 use ipnet::IpNet;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
 
-/// Every default of the `limits:` section, in one place.
-pub mod defaults {
-    pub const API_KEY_HEADER: &str = "X-Api-Key";
-    pub const APPLIES_TO: &str = "all";
-    pub const BACKEND_KIND: &str = "local";
-    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-    pub const TIMEOUT_MS: u64 = 20;
-    pub const ON_ERROR: &str = "local";
-    pub const NODES: u32 = 1;
-    pub const EXPECTED_KEYS: usize = 100_000;
-    pub const TIER_CLAIM: &str = "tier";
-    pub const ORG_CLAIM: &str = "org";
-    /// Clock skew tolerated on JWT `exp`/`nbf` (the brief allows 0-5 s).
-    pub const JWT_LEEWAY_SECS: u64 = 5;
-    /// Verified tokens remembered (token hash -> identity) until their `exp`.
-    pub const JWT_CACHE_ENTRIES: usize = 10_000;
-    /// While Redis is degraded, try it again at most this often, so a dead
-    /// Redis does not add `timeout_ms` to every request.
-    pub const REDIS_RETRY_INTERVAL_MS: u64 = 1_000;
-    /// `backend.lease`: the most requests one Redis call may admit for a node (the
-    /// request itself plus tokens kept locally for the next requests of the same client).
-    pub const LEASE: u64 = 64;
-    /// Largest `backend.lease` accepted.
-    pub const LEASE_MAX: u64 = 10_000;
-    /// The tier that applies to anonymous requests (and to credentials whose
-    /// tier is not configured), when a tier of this name exists.
-    pub const ANONYMOUS_TIER: &str = "free";
-}
+use super::raw::RawLimits;
+use super::{
+    defaults, ApiKeyEntry, ApiKeySettings, AppliesTo, BackendKind, JwtKey, JwtSettings, KeyKind,
+    Limit, LimitSettings, OnError, PolicySettings, Rate, TierSettings,
+};
+use crate::config::check::Errors;
+use crate::config::files;
 
-// ---------------------------------------------------------------- raw (serde)
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLimits {
-    pub policies: Option<Vec<RawPolicy>>,
-    pub api_keys: Option<RawApiKeys>,
-    pub jwt: Option<RawJwt>,
-    pub tiers: Option<RawTiers>,
-    pub trusted_proxies: Option<Vec<String>>,
-    pub backend: Option<RawBackend>,
-    pub expected_keys: Option<usize>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPolicy {
-    pub name: Option<String>,
-    pub key: Option<String>,
-    pub applies_to: Option<String>,
-    pub rate: Option<String>,
-    pub burst: Option<u64>,
-    pub concurrency: Option<u64>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApiKeys {
-    pub header: Option<String>,
-    pub keys: Option<Vec<RawApiKey>>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApiKey {
-    pub key_sha256: Option<String>,
-    pub tier: Option<String>,
-    pub org: Option<String>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawJwt {
-    pub hs256_secret_file: Option<String>,
-    pub rs256_public_key_file: Option<String>,
-    pub tier_claim: Option<String>,
-    pub org_claim: Option<String>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTier {
-    pub rate: Option<String>,
-    pub burst: Option<u64>,
-}
-
-/// `tiers:` keeps the YAML order because it ranks tiers (low..high).
-#[derive(Debug, Default, Clone)]
-pub struct RawTiers(pub Vec<(String, RawTier)>);
-
-impl<'de> Deserialize<'de> for RawTiers {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawTiers;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of tier name -> {rate, burst}")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawTiers, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, RawTier>()? {
-                    out.push((k, v));
-                }
-                Ok(RawTiers(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBackend {
-    pub kind: Option<String>,
-    pub redis_url: Option<String>,
-    pub timeout_ms: Option<u64>,
-    pub on_error: Option<String>,
-    pub nodes: Option<u32>,
-    /// `redis_url` is a seed node of a Redis Cluster.
-    pub cluster: Option<bool>,
-    pub lease: Option<u64>,
-}
-
-// ---------------------------------------------------------------- validated
-
-/// A sustained rate: `count` events per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u64,
-    pub period: Duration,
-}
-
-impl Rate {
-    /// Nanoseconds between two events at the sustained rate (GCRA's `T`).
-    pub fn emission_ns(&self) -> u64 {
-        let ns = self.period.as_nanos() / u128::from(self.count.max(1));
-        u64::try_from(ns).unwrap_or(u64::MAX).max(1)
-    }
-
-    pub fn per_sec(&self) -> f64 {
-        self.count as f64 / self.period.as_secs_f64()
-    }
-
-    /// Parses `N/s`, `N/min` or `N/h`.
-    pub fn parse(s: &str) -> Option<Rate> {
-        let (n, unit) = s.trim().split_once('/')?;
-        let count: u64 = n.trim().parse().ok()?;
-        let secs = match unit.trim() {
-            "s" => 1,
-            "min" => 60,
-            "h" => 3600,
-            _ => return None,
-        };
-        (count >= 1).then_some(Rate {
-            count,
-            period: Duration::from_secs(secs),
-        })
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let unit = match self.period.as_secs() {
-            60 => "min",
-            3600 => "h",
-            _ => "s",
-        };
-        write!(f, "{}/{}", self.count, unit)
-    }
-}
-
-/// A GCRA limit: sustained `rate`, `burst` requests admitted at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub rate: Rate,
-    pub burst: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyKind {
-    ClientIp,
-    /// Lower-cased header name.
-    Header(HeaderName),
-    ApiKey,
-    Org,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppliesTo {
-    All,
-    Transforms,
-    Misses,
-}
-
-#[derive(Debug, Clone)]
-pub struct PolicySettings {
-    pub name: String,
-    pub key: KeyKind,
-    pub applies_to: AppliesTo,
-    pub limit: Limit,
-    pub concurrency: Option<u64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TierSettings {
-    pub name: String,
-    pub limit: Limit,
-}
-
-#[derive(Debug, Clone)]
-pub struct ApiKeyEntry {
-    pub tier: Option<String>,
-    pub org: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ApiKeySettings {
-    pub header: HeaderName,
-    /// Lower-case hex sha256 of the key -> entry.
-    pub keys: HashMap<String, ApiKeyEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwtKey {
-    Hs256Secret(Vec<u8>),
-    Rs256PublicPem(Vec<u8>),
-}
-
-#[derive(Debug, Clone)]
-pub struct JwtSettings {
-    pub key: JwtKey,
-    pub tier_claim: String,
-    pub org_claim: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    Local,
-    Open,
-    Closed,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendKind {
-    Local,
-    Redis { url: String, cluster: bool },
-}
-
-#[derive(Debug, Clone)]
-pub struct BackendSettings {
-    pub kind: BackendKind,
-    pub timeout: Duration,
-    pub on_error: OnError,
-    pub nodes: u32,
-    /// Most tokens one Redis decision may take for a node (1 = no leasing).
-    pub lease: u64,
-}
-
-impl Default for BackendSettings {
-    fn default() -> Self {
-        BackendSettings {
-            kind: BackendKind::Local,
-            timeout: Duration::from_millis(defaults::TIMEOUT_MS),
-            on_error: OnError::Local,
-            nodes: defaults::NODES,
-            lease: defaults::LEASE,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct LimitSettings {
-    pub policies: Vec<PolicySettings>,
-    pub api_keys: Option<ApiKeySettings>,
-    pub jwt: Option<JwtSettings>,
-    /// Ordered low..high.
-    pub tiers: Vec<TierSettings>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub backend: BackendSettings,
-    pub expected_keys: usize,
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        LimitSettings {
-            policies: Vec::new(),
-            api_keys: None,
-            jwt: None,
-            tiers: Vec::new(),
-            trusted_proxies: Vec::new(),
-            backend: BackendSettings::default(),
-            expected_keys: defaults::EXPECTED_KEYS,
-        }
-    }
-}
-
-// ---------------------------------------------------------------- validation
-
-fn push(errs: &mut Vec<(String, String)>, path: String, msg: impl Into<String>) {
-    errs.push((path, msg.into()));
-}
-
-fn rate_field(raw: Option<&str>, path: String, errs: &mut Vec<(String, String)>) -> Option<Rate> {
+fn rate_field(raw: Option<&str>, path: String, errs: &mut Errors) -> Option<Rate> {
     match raw {
         None => {
-            push(errs, path, "missing (use N/s, N/min or N/h)");
+            errs.add(path, "missing (use N/s, N/min or N/h)");
             None
         }
         Some(s) => {
             let r = Rate::parse(s);
             if r.is_none() {
-                push(
-                    errs,
+                errs.add(
                     path,
                     format!("\"{s}\" is not a rate (use N/s, N/min or N/h)"),
                 );
@@ -331,14 +33,14 @@ fn rate_field(raw: Option<&str>, path: String, errs: &mut Vec<(String, String)>)
     }
 }
 
-fn burst_field(raw: Option<u64>, path: String, errs: &mut Vec<(String, String)>) -> Option<u64> {
+fn burst_field(raw: Option<u64>, path: String, errs: &mut Errors) -> Option<u64> {
     match raw {
         None => {
-            push(errs, path, "missing (must be >= 1)");
+            errs.add(path, "missing (must be >= 1)");
             None
         }
         Some(0) => {
-            push(errs, path, "must be >= 1");
+            errs.add(path, "must be >= 1");
             None
         }
         Some(b) => Some(b),
@@ -362,17 +64,14 @@ fn parse_key_kind(s: &str) -> Result<KeyKind, String> {
 }
 
 fn read_key_file(path: &str) -> Result<Vec<u8>, String> {
-    crate::config::files::read_named_file(
-        std::path::Path::new(path),
-        crate::config::files::MAX_SECRET_BYTES,
-    )
-    .map_err(|e| format!("cannot read \"{path}\": {e}"))
+    files::read_named_file(std::path::Path::new(path), files::MAX_SECRET_BYTES)
+        .map_err(|e| format!("cannot read \"{path}\": {e}"))
 }
 
-/// Validates `raw` (the value of `limits:`), pushing every problem found as
-/// (key path, one-line message). The returned settings are usable (invalid
-/// parts are dropped) but should only be applied when `errs` stayed empty.
-pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettings {
+/// Validates `raw` (the value of `limits:`), adding every problem found at its key path. The
+/// returned settings are usable (invalid parts are dropped) but should only be applied when
+/// `errs` stayed empty.
+pub(crate) fn validate(raw: RawLimits, errs: &mut Errors) -> LimitSettings {
     let mut out = LimitSettings::default();
 
     // tiers first: api keys refer to them
@@ -380,7 +79,7 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
     for (name, t) in raw.tiers.map(|t| t.0).unwrap_or_default() {
         let p = format!("limits.tiers.{name}");
         if !tier_names.insert(name.clone()) {
-            push(errs, p.clone(), format!("duplicate tier \"{name}\""));
+            errs.add(p.clone(), format!("duplicate tier \"{name}\""));
         }
         let rate = rate_field(t.rate.as_deref(), format!("{p}.rate"), errs);
         let burst = burst_field(t.burst, format!("{p}.burst"), errs);
@@ -397,13 +96,12 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
         let base = format!("limits.policies[{i}]");
         let name = match p.name.as_deref().map(str::trim) {
             None | Some("") => {
-                push(errs, format!("{base}.name"), "missing");
+                errs.add(format!("{base}.name"), "missing");
                 None
             }
             Some(n) => {
                 if !names.insert(n.to_string()) {
-                    push(
-                        errs,
+                    errs.add(
                         format!("{base}.name"),
                         format!("duplicate policy name \"{n}\""),
                     );
@@ -413,15 +111,14 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
         };
         let key = match p.key.as_deref() {
             None => {
-                push(
-                    errs,
+                errs.add(
                     format!("{base}.key"),
                     "missing (use client_ip, header:NAME, api_key or org)",
                 );
                 None
             }
             Some(k) => parse_key_kind(k.trim())
-                .map_err(|m| push(errs, format!("{base}.key"), m))
+                .map_err(|m| errs.add(format!("{base}.key"), m))
                 .ok(),
         };
         let applies_to = match p.applies_to.as_deref().unwrap_or(defaults::APPLIES_TO) {
@@ -429,8 +126,7 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
             "transforms" => Some(AppliesTo::Transforms),
             "misses" => Some(AppliesTo::Misses),
             other => {
-                push(
-                    errs,
+                errs.add(
                     format!("{base}.applies_to"),
                     format!("\"{other}\" is not one of all, transforms, misses"),
                 );
@@ -440,7 +136,7 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
         let rate = rate_field(p.rate.as_deref(), format!("{base}.rate"), errs);
         let burst = burst_field(p.burst, format!("{base}.burst"), errs);
         if p.concurrency == Some(0) {
-            push(errs, format!("{base}.concurrency"), "must be >= 1");
+            errs.add(format!("{base}.concurrency"), "must be >= 1");
         }
         if let (Some(name), Some(key), Some(applies_to), Some(rate), Some(burst)) =
             (name, key, applies_to, rate, burst)
@@ -459,9 +155,8 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
         let header_raw = ak.header.as_deref().unwrap_or(defaults::API_KEY_HEADER);
         let header = HeaderName::from_bytes(header_raw.trim().as_bytes())
             .map_err(|_| {
-                push(
-                    errs,
-                    "limits.api_keys.header".into(),
+                errs.add(
+                    "limits.api_keys.header",
                     format!("\"{header_raw}\" is not a valid header name"),
                 )
             })
@@ -476,8 +171,7 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
                 .trim()
                 .to_ascii_lowercase();
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                push(
-                    errs,
+                errs.add(
                     format!("{base}.key_sha256"),
                     "must be 64 hex characters (sha256 of the key)",
                 );
@@ -485,15 +179,14 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
             }
             if let Some(t) = &k.tier {
                 if !tier_names.contains(t) {
-                    push(
-                        errs,
+                    errs.add(
                         format!("{base}.tier"),
                         format!("unknown tier \"{t}\" (not under limits.tiers)"),
                     );
                 }
             }
             if keys.contains_key(&hash) {
-                push(errs, format!("{base}.key_sha256"), "duplicate key");
+                errs.add(format!("{base}.key_sha256"), "duplicate key");
             }
             keys.insert(
                 hash,
@@ -511,9 +204,8 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
     if let Some(j) = raw.jwt {
         let key = match (&j.hs256_secret_file, &j.rs256_public_key_file) {
             (Some(_), Some(_)) | (None, None) => {
-                push(
-                    errs,
-                    "limits.jwt".into(),
+                errs.add(
+                    "limits.jwt",
                     "set exactly one of hs256_secret_file and rs256_public_key_file",
                 );
                 None
@@ -523,18 +215,14 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
                 Ok(b) => {
                     let s = b.trim_ascii_end().to_vec();
                     if s.is_empty() {
-                        push(
-                            errs,
-                            "limits.jwt.hs256_secret_file".into(),
-                            "secret is empty",
-                        );
+                        errs.add("limits.jwt.hs256_secret_file", "secret is empty");
                         None
                     } else {
                         Some(JwtKey::Hs256Secret(s))
                     }
                 }
                 Err(m) => {
-                    push(errs, "limits.jwt.hs256_secret_file".into(), m);
+                    errs.add("limits.jwt.hs256_secret_file", m);
                     None
                 }
             },
@@ -542,16 +230,15 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
                 Ok(b) => match jsonwebtoken::DecodingKey::from_rsa_pem(&b) {
                     Ok(_) => Some(JwtKey::Rs256PublicPem(b)),
                     Err(e) => {
-                        push(
-                            errs,
-                            "limits.jwt.rs256_public_key_file".into(),
+                        errs.add(
+                            "limits.jwt.rs256_public_key_file",
                             format!("\"{f}\" is not an RSA public key PEM: {e}"),
                         );
                         None
                     }
                 },
                 Err(m) => {
-                    push(errs, "limits.jwt.rs256_public_key_file".into(), m);
+                    errs.add("limits.jwt.rs256_public_key_file", m);
                     None
                 }
             },
@@ -573,8 +260,7 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
             .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from));
         match net {
             Some(n) => out.trusted_proxies.push(n),
-            None => push(
-                errs,
+            None => errs.add(
                 format!("limits.trusted_proxies[{i}]"),
                 format!("\"{s}\" is not an IP address or CIDR"),
             ),
@@ -592,54 +278,50 @@ pub fn validate(raw: RawLimits, errs: &mut Vec<(String, String)>) -> LimitSettin
                     cluster: b.cluster.unwrap_or(false),
                 }
             }
-            Err(e) => push(
-                errs,
-                "limits.backend.redis_url".into(),
+            Err(e) => errs.add(
+                "limits.backend.redis_url",
                 format!("\"{url}\" is not a Redis URL: {e}"),
             ),
         },
-        other => push(
-            errs,
-            "limits.backend.kind".into(),
+        other => errs.add(
+            "limits.backend.kind",
             format!("\"{other}\" is not one of local, redis"),
         ),
     }
     match b.timeout_ms.unwrap_or(defaults::TIMEOUT_MS) {
-        0 => push(errs, "limits.backend.timeout_ms".into(), "must be >= 1"),
+        0 => errs.add("limits.backend.timeout_ms", "must be >= 1"),
         ms => out.backend.timeout = Duration::from_millis(ms),
     }
     match b.on_error.as_deref().unwrap_or(defaults::ON_ERROR) {
         "local" => out.backend.on_error = OnError::Local,
         "open" => out.backend.on_error = OnError::Open,
         "closed" => out.backend.on_error = OnError::Closed,
-        other => push(
-            errs,
-            "limits.backend.on_error".into(),
+        other => errs.add(
+            "limits.backend.on_error",
             format!("\"{other}\" is not one of local, open, closed"),
         ),
     }
     match b.nodes.unwrap_or(defaults::NODES) {
-        0 => push(errs, "limits.backend.nodes".into(), "must be >= 1"),
+        0 => errs.add("limits.backend.nodes", "must be >= 1"),
         n => out.backend.nodes = n,
     }
     match b.lease.unwrap_or(defaults::LEASE) {
         n @ 1..=defaults::LEASE_MAX => out.backend.lease = n,
-        n => push(
-            errs,
-            "limits.backend.lease".into(),
+        n => errs.add(
+            "limits.backend.lease",
             format!("{n} is out of range 1..={}", defaults::LEASE_MAX),
         ),
     }
     match raw.expected_keys.unwrap_or(defaults::EXPECTED_KEYS) {
-        0 => push(errs, "limits.expected_keys".into(), "must be >= 1"),
+        0 => errs.add("limits.expected_keys", "must be >= 1"),
         n => out.expected_keys = n,
     }
     out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[derive(Deserialize)]
     struct File {
@@ -648,27 +330,10 @@ mod tests {
 
     fn parse(yaml: &str) -> (LimitSettings, Vec<(String, String)>) {
         let f: File = serde_yaml::from_str(yaml).unwrap();
-        let mut errs = Vec::new();
+        let mut errs = Errors::default();
         let s = validate(f.limits, &mut errs);
+        let errs = errs.0.into_iter().map(|e| (e.path, e.message)).collect();
         (s, errs)
-    }
-
-    #[test]
-    fn rate_parsing() {
-        assert_eq!(Rate::parse("50/s").unwrap().emission_ns(), 20_000_000);
-        assert_eq!(
-            Rate::parse(" 6/min ").unwrap().emission_ns(),
-            10_000_000_000
-        );
-        assert_eq!(
-            Rate::parse("1/h").unwrap().period,
-            Duration::from_secs(3600)
-        );
-        for bad in ["5/day", "0/s", "-1/s", "s", "5", "x/s", "5/", "1.5/s"] {
-            assert!(Rate::parse(bad).is_none(), "{bad}");
-        }
-        assert_eq!(Rate::parse("6/min").unwrap().to_string(), "6/min");
-        assert!((Rate::parse("30/min").unwrap().per_sec() - 0.5).abs() < 1e-9);
     }
 
     #[test]

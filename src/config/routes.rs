@@ -1,0 +1,71 @@
+//! The `routes` section: which requests go to which upstream, and how.
+
+use super::check::Errors;
+use super::raw::RawRoute;
+use super::{Route, Upstream};
+
+/// Every route that could be read, in file order; at least one is required.
+pub(super) fn validate_routes(
+    raw: Vec<Option<RawRoute>>,
+    upstreams: &[Upstream],
+    errs: &mut Errors,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    if raw.is_empty() {
+        errs.add("routes", "at least one route is required");
+    }
+    for (i, r) in raw.into_iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let Some(r) = r else { continue };
+        let prefix = match r.prefix {
+            Some(p) if p.starts_with('/') => p,
+            Some(p) => {
+                errs.add(
+                    format!("{path}.prefix"),
+                    format!("{p:?} must start with '/'"),
+                );
+                continue;
+            }
+            None => {
+                errs.add(format!("{path}.prefix"), "is required");
+                continue;
+            }
+        };
+        let upstream = match r.upstream {
+            None => {
+                errs.add(format!("{path}.upstream"), "is required");
+                continue;
+            }
+            Some(u) => match upstreams.iter().position(|x| x.name == u) {
+                Some(idx) => idx,
+                None => {
+                    let known: Vec<&str> = upstreams.iter().map(|x| x.name.as_str()).collect();
+                    errs.add(
+                        format!("{path}.upstream"),
+                        format!("no upstream named {u:?} (known: {})", known.join(", ")),
+                    );
+                    continue;
+                }
+            },
+        };
+        let host = r.host.map(|h| h.to_ascii_lowercase());
+        if let Some(h) = &host {
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            {
+                errs.add(format!("{path}.host"), format!("{h:?} is not a host name"));
+            }
+        }
+        routes.push(Route {
+            prefix,
+            host,
+            upstream,
+            strip_prefix: r.strip_prefix.unwrap_or(false),
+            cache: r.cache.unwrap_or(true),
+            forward_transform: r.forward_transform.unwrap_or(false),
+        });
+    }
+    routes
+}

@@ -1,0 +1,179 @@
+//! The `transform` section: image limits, output formats, presets, workers, and signed URLs.
+
+use super::check::{dur, read_secret_text, size, Errors};
+use super::defaults;
+use super::raw::{RawSigning, RawTransform};
+use super::TransformSettings;
+use serde_yaml::Value;
+
+/// `transform`: limits of URLs and sources, quality, formats, presets (checked against the
+/// limits), signing and time budgets.
+pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
+    use crate::image::{Limits, OutputFormat};
+    let positive = |v: Option<u64>, d: u64, key: &str, errs: &mut Errors| -> u64 {
+        let v = v.unwrap_or(d);
+        if v == 0 {
+            errs.add(format!("transform.{key}"), "must be at least 1");
+        }
+        v
+    };
+    let max_width = positive(
+        t.max_width.map(u64::from),
+        defaults::TRANSFORM_MAX_WIDTH.into(),
+        "max_width",
+        errs,
+    );
+    let max_height = positive(
+        t.max_height.map(u64::from),
+        defaults::TRANSFORM_MAX_HEIGHT.into(),
+        "max_height",
+        errs,
+    );
+    let max_output_pixels = positive(
+        t.max_output_pixels,
+        defaults::TRANSFORM_MAX_OUTPUT_PIXELS,
+        "max_output_pixels",
+        errs,
+    );
+    let max_source_pixels = positive(
+        t.max_source_pixels,
+        defaults::TRANSFORM_MAX_SOURCE_PIXELS,
+        "max_source_pixels",
+        errs,
+    );
+    let max_source_bytes = size(
+        t.max_source_bytes,
+        defaults::TRANSFORM_MAX_SOURCE_BYTES,
+        "transform.max_source_bytes",
+        errs,
+    );
+    let workers = t.workers.unwrap_or_else(defaults::threads);
+    if workers == 0 {
+        errs.add("transform.workers", "must be at least 1");
+    }
+    let quality = t.quality.unwrap_or(defaults::TRANSFORM_QUALITY);
+    if !(1..=100).contains(&quality) {
+        errs.add(
+            "transform.quality",
+            format!("{quality} is not within 1-100"),
+        );
+    }
+    let avif_speed = t.avif_speed.unwrap_or(defaults::TRANSFORM_AVIF_SPEED);
+    if !(1..=10).contains(&avif_speed) {
+        errs.add(
+            "transform.avif_speed",
+            format!("{avif_speed} is not within 1 (slow) - 10 (fast)"),
+        );
+    }
+    let mut allowed_formats = Vec::new();
+    for (i, f) in t.formats.unwrap_or_default().iter().enumerate() {
+        match OutputFormat::parse(f) {
+            Some(f) => allowed_formats.push(f),
+            None => errs.add(
+                format!("transform.formats[{i}]"),
+                format!("{f:?} is not one of avif, webp, jpeg, png"),
+            ),
+        }
+    }
+    let limits = Limits {
+        max_width: max_width.min(u32::MAX.into()) as u32,
+        max_height: max_height.min(u32::MAX.into()) as u32,
+        max_output_pixels,
+        max_source_pixels,
+        max_source_bytes,
+        default_quality: quality,
+        avif_speed,
+        allowed_formats,
+    };
+    let mut presets = crate::image::Presets::new();
+    for (name, params) in t.presets.unwrap_or_default() {
+        let path = format!("transform.presets.{name}");
+        let mut strings = std::collections::BTreeMap::new();
+        for (k, v) in params {
+            let s = match v {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => {
+                    errs.add(format!("{path}.{k}"), "must be a string or a number");
+                    continue;
+                }
+            };
+            strings.insert(k, s);
+        }
+        match crate::image::parse_preset(&strings).and_then(|p| p.validate(&limits).map(|_| p)) {
+            Ok(p) => {
+                presets.insert(name, p);
+            }
+            Err(e) => errs.add(format!("{path}.{}", e.param), e.problem),
+        }
+    }
+    let signing = t.signing.map(|s| validate_signing(s, errs));
+    let timeout = dur(
+        t.timeout,
+        defaults::TRANSFORM_TIMEOUT,
+        "transform.timeout".into(),
+        errs,
+    );
+    if timeout.is_zero() {
+        errs.add("transform.timeout", "must be above zero");
+    }
+    TransformSettings {
+        signing,
+        limits,
+        presets,
+        workers,
+        queue: t.queue.unwrap_or(defaults::TRANSFORM_QUEUE),
+        auto_avif: t.auto_avif.unwrap_or(defaults::TRANSFORM_AUTO_AVIF),
+        failure_ttl: dur(
+            t.failure_ttl,
+            defaults::TRANSFORM_FAILURE_TTL,
+            "transform.failure_ttl".into(),
+            errs,
+        ),
+        timeout,
+    }
+}
+
+/// `transform.signing`: inline keys and/or key files (one key per file, surrounding whitespace
+/// ignored), each at least `MIN_KEY_BYTES` long.
+fn validate_signing(s: RawSigning, errs: &mut Errors) -> crate::signing::SigningSettings {
+    use crate::signing::MIN_KEY_BYTES;
+    let mut keys = Vec::new();
+    for (i, k) in s.keys.unwrap_or_default().into_iter().enumerate() {
+        if k.len() < MIN_KEY_BYTES {
+            errs.add(
+                format!("transform.signing.keys[{i}]"),
+                format!(
+                    "{} bytes is too short: use at least {MIN_KEY_BYTES} random bytes",
+                    k.len()
+                ),
+            );
+        }
+        keys.push(k.into_bytes());
+    }
+    for (i, f) in s.key_files.unwrap_or_default().into_iter().enumerate() {
+        let path = format!("transform.signing.key_files[{i}]");
+        match read_secret_text(&f) {
+            Ok(k) if k.trim().len() >= MIN_KEY_BYTES => keys.push(k.trim().as_bytes().to_vec()),
+            Ok(k) => errs.add(
+                path,
+                format!(
+                    "{f:?} holds {} bytes: use at least {MIN_KEY_BYTES}",
+                    k.trim().len()
+                ),
+            ),
+            Err(e) => errs.add(path, format!("cannot read {f:?}: {e}")),
+        }
+    }
+    if keys.is_empty() {
+        errs.add(
+            "transform.signing.keys",
+            "no key: give keys or key_files (or remove transform.signing)",
+        );
+    }
+    crate::signing::SigningSettings {
+        keys,
+        required: s.required.unwrap_or(defaults::SIGNING_REQUIRED),
+    }
+}
