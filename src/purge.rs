@@ -1,102 +1,12 @@
-//! Purge requests, on the admin listener (`POST /purge` with a JSON body) and on the proxy
-//! listeners (`PURGE /path` with `Authorization: Bearer <admin.token>`). Both end in
-//! `Cache::purge`, which removes entries from memory and disk.
+//! Purge requests on the proxy listeners (`PURGE /path` with `Authorization: Bearer
+//! <admin.token>`) and the admin-token check. The purge language (`POST /purge` bodies too) is
+//! `cache::purge`; both end in `Cache::purge`, which removes entries from memory and disk.
 
-use crate::cache::{normalize_host, Purge};
+use crate::cache::purge::{answer, parse_proxy_request};
 use crate::proxy::State;
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora_http::ResponseHeader;
-use serde::Deserialize;
-
-/// Largest admin request body read.
-pub const MAX_BODY: usize = 64 * 1024;
-
-/// `POST /purge` body: exactly one of `url`, `path`, `prefix`, `tag`; `host` narrows `path`
-/// and `prefix` to one host (default: every host).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PurgeBody {
-    url: Option<String>,
-    path: Option<String>,
-    prefix: Option<String>,
-    tag: Option<String>,
-    host: Option<String>,
-}
-
-/// Parses a `POST /purge` body; the error is a one-line reason for a 400.
-pub fn parse_body(body: &[u8]) -> Result<Purge, String> {
-    let b: PurgeBody =
-        serde_json::from_slice(body).map_err(|e| format!("invalid JSON purge request: {e}"))?;
-    let given = [&b.url, &b.path, &b.prefix, &b.tag]
-        .iter()
-        .filter(|x| x.is_some())
-        .count();
-    if given != 1 {
-        return Err(
-            "give exactly one of \"url\", \"path\", \"prefix\" or \"tag\" (and optionally \"host\")"
-                .into(),
-        );
-    }
-    if b.tag.is_some() && b.host.is_some() {
-        return Err("\"host\" does not apply to a tag purge".into());
-    }
-    if let Some(url) = b.url {
-        if b.host.is_some() {
-            return Err("\"url\" already names the host; use \"path\" with \"host\"".into());
-        }
-        let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
-        let Some(host) = uri.authority().map(|a| a.as_str().to_string()) else {
-            return Err(format!(
-                "{url:?} has no host: use http://HOST/PATH, or \"path\" (every host)"
-            ));
-        };
-        return Ok(Purge::Url {
-            host: Some(normalize_host(&host)),
-            path: uri.path().to_string(),
-        });
-    }
-    let host = b.host.map(|h| normalize_host(&h));
-    if let Some(path) = b.path {
-        check_path(&path)?;
-        return Ok(Purge::Url { host, path });
-    }
-    if let Some(prefix) = b.prefix {
-        check_path(&prefix)?;
-        return Ok(Purge::Prefix { host, prefix });
-    }
-    match b.tag {
-        Some(t) if !t.is_empty() && !t.contains(|c: char| c == ',' || c.is_whitespace()) => {
-            Ok(Purge::Tag(t))
-        }
-        _ => Err("\"tag\" must be one non-empty tag without commas or spaces".into()),
-    }
-}
-
-fn check_path(p: &str) -> Result<(), String> {
-    if p.starts_with('/') {
-        Ok(())
-    } else {
-        Err(format!("{p:?} must start with '/'"))
-    }
-}
-
-/// The JSON answer to a purge.
-pub fn answer(p: &Purge, purged: usize) -> String {
-    let mut v = serde_json::json!({ "purged": purged, "by": p.label() });
-    match p {
-        Purge::Url { host, path } => {
-            v["host"] = serde_json::json!(host);
-            v["path"] = serde_json::json!(path);
-        }
-        Purge::Prefix { host, prefix } => {
-            v["host"] = serde_json::json!(host);
-            v["prefix"] = serde_json::json!(prefix);
-        }
-        Purge::Tag(t) => v["tag"] = serde_json::json!(t),
-    }
-    v.to_string()
-}
 
 /// Compares secrets in time independent of where they differ.
 pub fn token_matches(expected: &str, given: &str) -> bool {
@@ -151,33 +61,11 @@ pub async fn serve_proxy_purge(
         let msg = "PURGE needs Authorization: Bearer <admin.token>";
         return reply(session, 403, error_json(msg)).await;
     }
-    let tag = req
-        .headers
-        .get("x-purge-tag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let path = req.uri.path().to_string();
-    let host = normalize_host(host);
-    let p = match (tag, path.strip_suffix('*')) {
-        (Some(t), _) => Purge::Tag(t.trim().to_string()),
-        (None, Some(prefix)) => Purge::Prefix {
-            host: Some(host),
-            prefix: prefix.to_string(),
-        },
-        (None, None) => Purge::Url {
-            host: Some(host),
-            path,
-        },
+    let tag = req.headers.get("x-purge-tag").and_then(|v| v.to_str().ok());
+    let p = match parse_proxy_request(host, req.uri.path(), tag) {
+        Ok(p) => p,
+        Err(msg) => return reply(session, 400, error_json(&msg)).await,
     };
-    if matches!(&p, Purge::Tag(t) if t.is_empty() || t.contains(|c: char| c == ',' || c.is_whitespace()))
-    {
-        return reply(
-            session,
-            400,
-            error_json("X-Purge-Tag must be one tag without commas or spaces"),
-        )
-        .await;
-    }
     let n = state.cache.purge(&p).await;
     reply(session, 200, answer(&p, n)).await
 }
@@ -185,46 +73,6 @@ pub async fn serve_proxy_purge(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bodies() {
-        assert_eq!(
-            parse_body(br#"{"url": "http://IMG.example.com:80/a/b.jpg?width=100"}"#).unwrap(),
-            Purge::Url {
-                host: Some("img.example.com".into()),
-                path: "/a/b.jpg".into()
-            }
-        );
-        assert_eq!(
-            parse_body(br#"{"prefix": "/a/"}"#).unwrap(),
-            Purge::Prefix {
-                host: None,
-                prefix: "/a/".into()
-            }
-        );
-        assert_eq!(
-            parse_body(br#"{"path": "/x", "host": "h"}"#).unwrap(),
-            Purge::Url {
-                host: Some("h".into()),
-                path: "/x".into()
-            }
-        );
-        assert_eq!(
-            parse_body(br#"{"tag": "product-7"}"#).unwrap(),
-            Purge::Tag("product-7".into())
-        );
-        for bad in [
-            &br#"{}"#[..],
-            br#"{"tag": "a", "prefix": "/"}"#,
-            br#"{"url": "/no-host"}"#,
-            br#"{"prefix": "nope"}"#,
-            br#"{"tag": "a b"}"#,
-            br#"{"tags": "a"}"#,
-            b"not json",
-        ] {
-            assert!(parse_body(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-    }
 
     #[test]
     fn tokens() {

@@ -58,7 +58,7 @@ impl Admin {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
                     body.extend_from_slice(&chunk);
-                    if body.len() > crate::purge::MAX_BODY {
+                    if body.len() > crate::cache::purge::MAX_BODY {
                         return json_error(StatusCode::PAYLOAD_TOO_LARGE, "purge body too large");
                     }
                 }
@@ -71,12 +71,12 @@ impl Admin {
                 }
             }
         }
-        let p = match crate::purge::parse_body(&body) {
+        let p = match crate::cache::purge::parse_body(&body) {
             Ok(p) => p,
             Err(msg) => return json_error(StatusCode::BAD_REQUEST, &msg),
         };
         let n = self.state.cache.purge(&p).await;
-        let body = crate::purge::answer(&p, n) + "\n";
+        let body = crate::cache::purge::answer(&p, n) + "\n";
         reply(StatusCode::OK, "application/json", body.into_bytes())
     }
 

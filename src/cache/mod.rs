@@ -1,10 +1,11 @@
 //! Caching policy on top of pingora-cache: which responses are stored and for how long, the
-//! cache key, the cache-status label, purge requests, and the process-wide storage/lock.
-//! Storage itself: `storage.rs` (memory tier), `disk.rs` (disk tier), `tiered.rs` (both, as a
-//! pingora `Storage`).
+//! cache key, the cache-status label, and the process-wide storage/lock. The purge language:
+//! `purge.rs`. Storage itself: `storage.rs` (memory tier), `disk/` (disk tier), `tiered/` (both,
+//! as a pingora `Storage`).
 
 pub mod disk;
 pub mod fastpath;
+pub mod purge;
 pub mod shards;
 pub mod storage;
 pub mod tiered;
@@ -16,8 +17,8 @@ use pingora_cache::filters::resp_cacheable;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMetaDefaults, CachePhase, HttpCache, RespCacheable};
 use pingora_http::{RequestHeader, ResponseHeader};
+use purge::Purge;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 pub use storage::{EntryInfo, MemoryStorage};
 pub use tiered::TieredStorage;
@@ -106,66 +107,6 @@ impl Cache {
             .inc_by(n as u64);
         log::info!("cache purge {p}: {n} entries removed");
         n
-    }
-}
-
-/// What a purge removes. `host: None` means every host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Purge {
-    /// Every variant (query, transform) of one path.
-    Url { host: Option<String>, path: String },
-    /// Every entry whose path starts with `prefix`.
-    Prefix {
-        host: Option<String>,
-        prefix: String,
-    },
-    /// Every entry tagged so by the origin (`Cache-Tag`, `Surrogate-Key`).
-    Tag(String),
-}
-
-impl std::fmt::Display for Purge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = |h: &Option<String>| h.clone().unwrap_or_else(|| "*".into());
-        match self {
-            Purge::Url { host: h, path } => write!(f, "url {}{path}", host(h)),
-            Purge::Prefix { host: h, prefix } => write!(f, "prefix {}{prefix}", host(h)),
-            Purge::Tag(t) => write!(f, "tag {t:?}"),
-        }
-    }
-}
-
-impl Purge {
-    /// Metric label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Purge::Url { .. } => "url",
-            Purge::Prefix { .. } => "prefix",
-            Purge::Tag(_) => "tag",
-        }
-    }
-
-    /// The predicate over stored entries (their key is `host \n path \n query \n extra`).
-    pub fn matcher(&self) -> Arc<storage::Matcher> {
-        let host_ok = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
-        match self.clone() {
-            Purge::Url { host, path } => {
-                let host = host.map(|h| normalize_host(&h));
-                Arc::new(move |i: &EntryInfo| {
-                    let mut parts = i.key.splitn(3, '\n');
-                    let (h, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    host_ok(&host, h) && p == path
-                })
-            }
-            Purge::Prefix { host, prefix } => {
-                let host = host.map(|h| normalize_host(&h));
-                Arc::new(move |i: &EntryInfo| {
-                    let mut parts = i.key.splitn(3, '\n');
-                    let (h, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    host_ok(&host, h) && p.starts_with(&prefix)
-                })
-            }
-            Purge::Tag(tag) => Arc::new(move |i: &EntryInfo| i.tags.contains(&tag)),
-        }
     }
 }
 
@@ -301,46 +242,6 @@ mod tests {
     fn host_normalization() {
         assert_eq!(normalize_host("Example.COM:80"), "example.com");
         assert_eq!(normalize_host("example.com:8080"), "example.com:8080");
-    }
-
-    #[test]
-    fn purge_matchers_follow_the_key_format() {
-        let info = |k: &CacheKey, tags: &[&str]| EntryInfo {
-            key: String::from_utf8_lossy(k.primary_key()).into_owned(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        };
-        let plain = info(&key("img.example", "/a/b.jpg", None, ""), &[]);
-        let variant = info(
-            &key("img.example", "/a/b.jpg", Some("v=2"), "w=100;f=webp"),
-            &["prod"],
-        );
-        let other = info(&key("img.example", "/a/b.jpgx", None, ""), &[]);
-        let url = Purge::Url {
-            host: Some("IMG.example:80".into()),
-            path: "/a/b.jpg".into(),
-        }
-        .matcher();
-        assert!(url(&plain) && url(&variant) && !url(&other));
-        let any_host = Purge::Url {
-            host: None,
-            path: "/a/b.jpg".into(),
-        }
-        .matcher();
-        assert!(any_host(&plain));
-        let wrong_host = Purge::Url {
-            host: Some("other".into()),
-            path: "/a/b.jpg".into(),
-        }
-        .matcher();
-        assert!(!wrong_host(&plain));
-        let prefix = Purge::Prefix {
-            host: None,
-            prefix: "/a/".into(),
-        }
-        .matcher();
-        assert!(prefix(&plain) && prefix(&variant) && prefix(&other));
-        let tag = Purge::Tag("prod".into()).matcher();
-        assert!(tag(&variant) && !tag(&plain));
     }
 
     #[test]

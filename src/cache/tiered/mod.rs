@@ -11,30 +11,31 @@
 //!   `Surrogate-Key`) for purging by URL, prefix or tag from both tiers.
 //! - purge epoch: a purge bumps it before sweeping the tiers; a write that began before a purge
 //!   is not published after it (it might hold what was just purged).
+//!
+//! Hits are served by `hit.rs`, misses buffered and published by `miss.rs`, sendfile copies of
+//! memory entries kept by `fast.rs`.
 
-use super::disk::{DiskStore, Pending};
-use super::fastpath::{FastEntry, FastIndex, Memfd, MIN_BODY_BYTES};
-use super::storage::{Entry, EntryInfo, EpochGuard, Inserted, Matcher, MemoryStorage};
+mod fast;
+mod hit;
+mod miss;
+
+use super::disk::DiskStore;
+use super::fastpath::FastIndex;
+use super::storage::{Entry, EpochGuard, Matcher, MemoryStorage};
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use hit::Hit;
+use miss::Miss;
 use pingora_cache::key::{CacheHashKey, CacheKey, HashBinary};
 use pingora_cache::storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
-    PurgeType, Storage,
+    HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage,
 };
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::CacheMeta;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::Result;
 use std::any::Any;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Origin response headers whose values tag an entry (comma or space separated).
-const TAG_HEADERS: [&str; 2] = ["cache-tag", "surrogate-key"];
-/// Bounds on what one entry may carry in tags (index memory).
-const MAX_TAGS: usize = 64;
-const MAX_TAG_LEN: usize = 256;
 
 pub struct TieredStorage {
     pub memory: MemoryStorage,
@@ -63,73 +64,6 @@ impl TieredStorage {
     pub fn with_fast(mut self, fast: FastIndex) -> TieredStorage {
         self.fast = Some(fast);
         self
-    }
-
-    /// The sendfile copy for `key`, when there is one of the entry the memory tier holds now
-    /// and it is fresh. Counts as a memory hit (and keeps the entry warm in both tiers, like a
-    /// normal hit). A copy that is no longer current is dropped.
-    pub fn fast_hit(&self, k: &HashBinary) -> Option<Arc<FastEntry>> {
-        let fast = self.fast.as_ref()?;
-        let copy = fast.get(k)?;
-        if !self.memory.hit_if_current(k, copy_source(&copy)) {
-            fast.remove_if(k, &copy);
-            return None;
-        }
-        if std::time::SystemTime::now() >= copy.fresh_until {
-            // Stale: the normal path revalidates (and a new copy is made from its result).
-            return None;
-        }
-        if let Some(d) = &self.disk {
-            d.touch(k);
-        }
-        fast.stats.served.fetch_add(1, Ordering::Relaxed);
-        Some(copy)
-    }
-
-    /// Makes a sendfile copy of the memory entry under `k` when it has none yet and qualifies:
-    /// a fresh 200 with `Content-Length` equal to its body, no `Vary`, a body of at least
-    /// `MIN_BODY_BYTES`. Called after a normal hit was served.
-    pub fn fast_record(&self, k: &HashBinary) {
-        let Some(fast) = self.fast.as_ref() else {
-            return;
-        };
-        let Some(entry) = self.memory.peek(k) else {
-            return;
-        };
-        if entry.body.len() < MIN_BODY_BYTES || fast.has_copy_of(k, &entry) {
-            return;
-        }
-        let meta = match CacheMeta::deserialize(&entry.meta.0, &entry.meta.1) {
-            Ok(m) => m,
-            Err(_) => return,
-        };
-        let now = std::time::SystemTime::now();
-        let h = meta.headers();
-        let length_ok = h
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            == Some(entry.body.len());
-        if meta.response_header().status != http::StatusCode::OK
-            || !length_ok
-            || h.contains_key(http::header::VARY)
-            || h.contains_key(http::header::TRANSFER_ENCODING)
-            || meta.variance().is_some()
-            || !meta.is_fresh(now)
-        {
-            return;
-        }
-        let body = match Memfd::with_contents(&entry.body) {
-            Ok(b) => b,
-            Err(e) => {
-                log::warn!("sendfile hits: cannot copy a body to a memfd: {e}");
-                return;
-            }
-        };
-        let mut header = meta.response_header_copy();
-        super::strip_private_headers(&mut header);
-        let copy = FastEntry::new(body, header, meta.epoch(), meta.fresh_until(), &entry);
-        fast.insert(*k, copy);
     }
 
     /// Largest body stored (in either tier).
@@ -170,191 +104,6 @@ impl TieredStorage {
             d.scan();
         }
     }
-}
-
-fn copy_source(copy: &FastEntry) -> *const Entry {
-    copy.source_ptr()
-}
-
-/// Tags from `Cache-Tag` / `Surrogate-Key`: split on commas and white space, de-duplicated, at
-/// most `MAX_TAGS` of at most `MAX_TAG_LEN` bytes each.
-pub fn tags_of(meta: &CacheMeta) -> Vec<String> {
-    let mut tags: Vec<String> = Vec::new();
-    for name in TAG_HEADERS {
-        for v in meta.headers().get_all(name) {
-            let Ok(v) = v.to_str() else { continue };
-            for t in v.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
-                if t.is_empty() || t.len() > MAX_TAG_LEN || tags.iter().any(|x| x == t) {
-                    continue;
-                }
-                if tags.len() == MAX_TAGS {
-                    return tags;
-                }
-                tags.push(t.to_string());
-            }
-        }
-    }
-    tags
-}
-
-struct Hit {
-    body: Bytes,
-    done: bool,
-    start: usize,
-    end: usize,
-}
-
-impl Hit {
-    fn handler(body: Bytes) -> HitHandler {
-        let end = body.len();
-        Box::new(Hit {
-            body,
-            done: false,
-            start: 0,
-            end,
-        })
-    }
-}
-
-#[async_trait]
-impl HandleHit for Hit {
-    async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        if self.done {
-            return Ok(None);
-        }
-        self.done = true;
-        Ok(Some(self.body.slice(self.start..self.end)))
-    }
-
-    async fn finish(
-        self: Box<Self>,
-        _storage: &'static (dyn Storage + Sync),
-        _key: &CacheKey,
-        _trace: &SpanHandle,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    fn can_seek(&self) -> bool {
-        true
-    }
-
-    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        if start >= self.body.len() {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!("seek start out of range {start} >= {}", self.body.len()),
-            );
-        }
-        self.start = start;
-        self.end = end.map_or(self.body.len(), |e| e.min(self.body.len()));
-        self.done = false;
-        Ok(())
-    }
-
-    fn get_eviction_weight(&self) -> usize {
-        self.body.len()
-    }
-
-    fn as_any(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
-        self
-    }
-}
-
-struct Miss {
-    storage: &'static TieredStorage,
-    key: HashBinary,
-    info: Arc<EntryInfo>,
-    meta: (Vec<u8>, Vec<u8>),
-    body: BytesMut,
-    too_big: bool,
-    /// Purge epoch when the miss began.
-    seen: u64,
-}
-
-#[async_trait]
-impl HandleMiss for Miss {
-    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.too_big {
-            return Ok(());
-        }
-        if self.body.len() + data.len() > self.storage.max_object {
-            // Stop buffering; finish() will refuse to publish.
-            self.too_big = true;
-            self.body = BytesMut::new();
-            return Ok(());
-        }
-        self.body.extend_from_slice(&data);
-        Ok(())
-    }
-
-    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        let s = self.storage;
-        if self.too_big {
-            s.memory
-                .stats
-                .rejected_too_big
-                .fetch_add(1, Ordering::Relaxed);
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "object larger than cache.max_object_bytes, not cached",
-            );
-        }
-        let body = self.body.freeze();
-        let meta = finished_meta(self.meta, &body)?;
-        let guard = EpochGuard {
-            epoch: &s.epoch,
-            seen: self.seen,
-        };
-        let entry = Entry::new(meta.clone(), body.clone(), self.info.clone());
-        let size = entry.size();
-        let inserted = s.memory.insert(self.key, entry, Some(guard));
-        match (&s.disk, inserted) {
-            (_, Inserted::Purged) => {}
-            (Some(disk), _) => disk.store(Pending {
-                hash: self.key,
-                info: self.info,
-                meta,
-                body,
-                epoch: &s.epoch,
-                seen: self.seen,
-            }),
-            (None, Inserted::TooBig) => {
-                return Error::e_explain(
-                    ErrorType::InternalError,
-                    "object larger than a memory cache shard, not cached",
-                );
-            }
-            (None, Inserted::Yes) => {}
-        }
-        Ok(MissFinishType::Created(size))
-    }
-}
-
-/// The meta published with a finished body: a body that arrived chunked (a transformed image)
-/// is stored with its length, so hits carry `Content-Length` (and can serve ranges); a response
-/// without an `ETag` gets one made from the body, so hits can be answered 304.
-fn finished_meta(meta: (Vec<u8>, Vec<u8>), body: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    let mut m = CacheMeta::deserialize(&meta.0, &meta.1)?;
-    let h = m.response_header_mut();
-    let has_length = h.headers.contains_key(http::header::CONTENT_LENGTH);
-    let has_etag = h.headers.contains_key(http::header::ETAG);
-    if has_length && has_etag {
-        return Ok(meta);
-    }
-    if !has_length {
-        h.remove_header(&http::header::TRANSFER_ENCODING);
-        h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    }
-    if !has_etag {
-        h.insert_header(http::header::ETAG, super::body_etag(body))?;
-        h.insert_header(super::GENERATED_ETAG, "1")?;
-    }
-    m.serialize()
 }
 
 #[async_trait]
@@ -402,19 +151,7 @@ impl Storage for TieredStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        let info = EntryInfo {
-            key: String::from_utf8_lossy(key.primary_key()).into_owned(),
-            tags: tags_of(meta),
-        };
-        Ok(Box::new(Miss {
-            storage: self,
-            key: key.combined_bin(),
-            info: Arc::new(info),
-            meta: meta.serialize()?,
-            body: BytesMut::new(),
-            too_big: false,
-            seen: self.epoch.load(Ordering::SeqCst),
-        }))
+        Miss::handler(self, key, meta)
     }
 
     async fn purge(
@@ -468,6 +205,8 @@ impl Storage for TieredStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::storage::EntryInfo;
+    use bytes::Bytes;
     use pingora_http::ResponseHeader;
     use std::time::{Duration, SystemTime};
 
@@ -485,7 +224,7 @@ mod tests {
         leak(TieredStorage::new(MemoryStorage::new(mem, mem), Some(d)))
     }
 
-    fn meta(tags: &[(&str, &str)]) -> CacheMeta {
+    pub(super) fn meta(tags: &[(&str, &str)]) -> CacheMeta {
         let mut h = ResponseHeader::build(200, None).unwrap();
         for (k, v) in tags {
             h.append_header(k.to_string(), *v).unwrap();
@@ -582,16 +321,6 @@ mod tests {
         assert_eq!(out, PurgeOutcome::Purged(None));
         assert!(get(s, "p").await.is_none());
         assert_eq!(s.memory.used_bytes(), 0);
-    }
-
-    #[test]
-    fn tags_from_both_headers() {
-        let m = meta(&[
-            ("Cache-Tag", "a, b"),
-            ("Cache-Tag", "c"),
-            ("Surrogate-Key", "b  d\te"),
-        ]);
-        assert_eq!(tags_of(&m), vec!["a", "b", "c", "d", "e"]);
     }
 
     #[tokio::test(flavor = "multi_thread")]
