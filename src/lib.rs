@@ -11,7 +11,6 @@ pub mod image;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
-pub mod purge;
 pub mod server;
 pub mod signing;
 pub mod transform;

@@ -2,7 +2,8 @@
 //! transform (aliases resolved, presets expanded, fixed parameter order), URL-safe base64
 //! without padding. Reordering or re-spelling parameters keeps a signature valid; changing any
 //! value breaks it. Several keys are accepted at once (rotation); the first one signs.
-//! Knows nothing of the proxy: it checks strings.
+//! Also the constant-time comparison of secrets (the admin token). Knows nothing of the proxy:
+//! it checks strings.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -101,6 +102,16 @@ impl Signer {
     }
 }
 
+/// Compares secrets in time independent of where they differ.
+pub fn token_matches(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +165,19 @@ mod tests {
         let s = signer(&["0123456789abcdef"], false);
         assert_eq!(s.verify("/p", "w=1", None), Ok(()));
         assert!(s.verify("/p", "w=1", Some("AAAA")).is_err());
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(token_matches(
+            "s3cret-s3cret-s3cret",
+            "s3cret-s3cret-s3cret"
+        ));
+        assert!(!token_matches(
+            "s3cret-s3cret-s3cret",
+            "s3cret-s3cret-s3creT"
+        ));
+        assert!(!token_matches("s3cret-s3cret-s3cret", "s3cret"));
+        assert!(!token_matches("s3cret-s3cret-s3cret", ""));
     }
 }

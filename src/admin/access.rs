@@ -42,7 +42,7 @@ impl Access {
                 .or_else(|| given.strip_prefix("bearer "))
                 .map(str::trim);
             return match (&self.token, bearer) {
-                (Some(t), Some(b)) if crate::purge::token_matches(t, b) => Ok(()),
+                (Some(t), Some(b)) if crate::signing::token_matches(t, b) => Ok(()),
                 // A wrong or malformed credential is refused even from an allowed address: the
                 // caller meant to authenticate and should learn that it failed.
                 (Some(_), _) => Err(Denied::WrongToken),

@@ -52,7 +52,7 @@ pub async fn screen(state: &'static State, session: &mut Session, ctx: &mut Ctx)
     }
     if session.req_header().method.as_str() == "PURGE" {
         let host = request_host(session.req_header());
-        crate::purge::serve_proxy_purge(session, state, &host).await?;
+        super::purge::serve_proxy_purge(session, state, &host).await?;
         return Ok(true);
     }
     ctx.request.cors = cors_origin(&state.cors_origins, session.req_header());

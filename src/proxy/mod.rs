@@ -36,6 +36,7 @@ pub mod forwarding;
 pub mod http_limits;
 mod logging;
 mod origin;
+mod purge;
 mod reply;
 mod response;
 pub mod routes;
