@@ -39,7 +39,8 @@
 
 use crate::cache::{self, Cache};
 use crate::http_limits;
-use crate::image::{OutputFormat, Permit};
+use crate::image::format::{OutputFormat, SourceFormat};
+use crate::image::pool::Permit;
 use crate::limits::{Decision, Identity, InflightGuard, Limiter, Stage};
 use crate::metrics::{status_class, METRICS};
 use crate::routes::{self, Router};
@@ -155,6 +156,8 @@ struct Direct {
 
 struct Transforming {
     out: OutputFormat,
+    /// The source format the origin's Content-Type named.
+    declared: SourceFormat,
     source: Vec<u8>,
 }
 
@@ -980,16 +983,17 @@ impl ProxyHttp for ImgEdge {
             );
             match verdict {
                 Verdict::PassThrough => {}
-                Verdict::Transform(out) => {
+                Verdict::Transform { out, declared } => {
                     // Room for the whole declared body up front (inspect checked the limit).
-                    let declared = text(http::header::CONTENT_LENGTH)
+                    let declared_len = text(http::header::CONTENT_LENGTH)
                         .and_then(|v| v.parse::<usize>().ok())
                         .unwrap_or(0);
                     remove_source_headers(upstream_response);
                     set_transformed_headers(upstream_response, out, planned)?;
                     ctx.transforming = Some(Transforming {
                         out,
-                        source: Vec::with_capacity(declared),
+                        declared,
+                        source: Vec::with_capacity(declared_len),
                     });
                 }
                 Verdict::Refuse(reason) => {
@@ -1084,7 +1088,10 @@ impl ProxyHttp for ImgEdge {
         let source_len = t.source.len();
         let started = Instant::now();
         // Over the limit: the pipeline refuses it at once (TooLarge) without decoding.
-        let result = self.state.transformer.run(permit, t.source, spec, t.out);
+        let result = self
+            .state
+            .transformer
+            .run(permit, t.source, spec, t.out, t.declared);
         let format = t.out.as_str();
         match result {
             Ok(out) => {

@@ -1074,7 +1074,9 @@ fn validate_signing(
 }
 
 fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
-    use crate::image::{Limits, OutputFormat};
+    use crate::image::format::OutputFormat;
+    use crate::image::params::{parse_preset, Presets};
+    use crate::image::spec::Limits;
     let positive = |v: Option<u64>, d: u64, key: &str, errs: &mut Errors| -> u64 {
         let v = v.unwrap_or(d);
         if v == 0 {
@@ -1150,7 +1152,7 @@ fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
         avif_speed,
         allowed_formats,
     };
-    let mut presets = crate::image::Presets::new();
+    let mut presets = Presets::new();
     for (name, params) in t.presets.unwrap_or_default() {
         let path = format!("transform.presets.{name}");
         let mut strings = std::collections::BTreeMap::new();
@@ -1166,7 +1168,7 @@ fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
             };
             strings.insert(k, s);
         }
-        match crate::image::parse_preset(&strings).and_then(|p| p.validate(&limits).map(|_| p)) {
+        match parse_preset(&strings).and_then(|p| p.validate(&limits).map(|_| p)) {
             Ok(p) => {
                 presets.insert(name, p);
             }
