@@ -5,7 +5,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use imgedge::image::{parse_query, transform, Limits, Negotiated, OutputFormat, Presets};
+use imgedge::image::format::OutputFormat;
+use imgedge::image::params::{parse_query, Presets};
+use imgedge::image::pipeline::transform;
+use imgedge::image::spec::Limits;
 
 fn bench(c: &mut Criterion) {
     let path = std::env::var("IMGEDGE_BENCH_IMAGE").unwrap_or_else(|_| {
@@ -37,8 +40,7 @@ fn bench(c: &mut Criterion) {
         }
         g.bench_function(name, |b| {
             b.iter(|| {
-                let out = transform(black_box(&src), &spec, Negotiated::Format(fmt), &limits)
-                    .expect("transform");
+                let out = transform(black_box(&src), &spec, fmt, &limits).expect("transform");
                 black_box(out.bytes.len())
             })
         });

@@ -9,7 +9,11 @@
 use std::sync::OnceLock;
 
 use crate::config::{self, TransformSettings};
-use crate::image::{self, FormatChoice, Negotiated, OutputFormat, TransformError};
+use crate::image::codec::{probe, sniff};
+use crate::image::error::TransformError;
+use crate::image::format::{FormatChoice, OutputFormat};
+use crate::image::params::parse_query;
+use crate::image::pipeline::transform;
 use crate::transform::{sign_url, Transformer};
 
 /// The configuration the URL and decode checks use: the defaults of `config/defaults.rs` for
@@ -123,7 +127,7 @@ pub fn check_transform_url(data: &[u8]) {
 
         // What goes to the origin carries no transform parameter and no signature.
         if let Some(fq) = planned.forward_query.as_deref() {
-            match image::parse_query(Some(fq), &f.settings.limits, &f.settings.presets) {
+            match parse_query(Some(fq), &f.settings.limits, &f.settings.presets) {
                 Ok(p) => {
                     assert_eq!(p.transform, None, "forwarded query {fq:?} of {uri}");
                     assert_eq!(p.signature, None, "forwarded query {fq:?} of {uri}");
@@ -225,7 +229,7 @@ pub fn decode_query(b0: u8, b1: u8) -> String {
     q
 }
 
-/// (c) Arbitrary bytes as a source image through the real pipeline (`image::transform`: size
+/// (c) Arbitrary bytes as a source image through the real pipeline (`pipeline::transform`: size
 /// and pixel limits, sniff, probe, decode, resize, orient, pad/flatten, encode) with the real
 /// default limits. The first two bytes choose the transform ([`decode_query`]), the rest is the
 /// source. Invariants: never panics; a refusal is a source problem, never an encoder failure;
@@ -237,18 +241,20 @@ pub fn check_decode(data: &[u8]) {
     };
     let s = settings();
     let query = decode_query(*b0, *b1);
-    let spec = match image::parse_query(Some(&query), &s.limits, &s.presets) {
+    let spec = match parse_query(Some(&query), &s.limits, &s.presets) {
         Ok(p) => match p.transform {
             Some(spec) => spec,
             None => panic!("decode query {query:?} is not a transform"),
         },
         Err(e) => panic!("decode query {query:?} refused: {e}"),
     };
+    // No fixed format: "same as source", from the sniffed bytes. Bytes that do not sniff are
+    // refused before the format matters.
     let out = match spec.format {
-        FormatChoice::Fixed(f) => Negotiated::Format(f),
-        _ => Negotiated::Source,
+        FormatChoice::Fixed(f) => f,
+        _ => sniff(src).map_or(OutputFormat::Jpeg, |f| f.same_output()),
     };
-    let output = match image::transform(src, &spec, out, &s.limits) {
+    let output = match transform(src, &spec, out, &s.limits) {
         Ok(o) => o,
         Err(TransformError::Encode(e)) => {
             panic!("encoder failed on a source that decoded ({query}): {e}")
@@ -282,13 +288,13 @@ pub fn check_decode(data: &[u8]) {
             output.height
         );
     }
-    if let Negotiated::Format(f) = out {
+    if let FormatChoice::Fixed(f) = spec.format {
         assert_eq!(output.format, f, "({query})");
     }
     assert!(!output.bytes.is_empty(), "no bytes ({query})");
     // The probe reads JPEG, PNG, WebP and GIF headers only (AVIF is never a source here).
     if output.format != OutputFormat::Avif {
-        let p = match image::probe(&output.bytes) {
+        let p = match probe(&output.bytes) {
             Ok(p) => p,
             Err(e) => panic!(
                 "our own {:?} output does not probe ({query}): {e}",

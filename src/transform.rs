@@ -1,14 +1,19 @@
 //! Image transforms applied to origin responses before they are cached: what the URL asks for
 //! (`plan`), whether an origin response can be transformed (`inspect`), the bounded CPU pool
 //! (`reserve`, `run`), and a short memory of sources that failed, so repeats are answered up
-//! front. The pixel work itself lives in `crate::image`, which knows nothing of the proxy.
+//! front. The pixel work itself lives in `crate::image` (`image::pipeline`), which knows nothing
+//! of the proxy.
 
 use crate::config::TransformSettings;
-use crate::image::{
-    self, negotiate_allowed, source_format_from_content_type, FormatChoice, Limits, Negotiated,
-    Output, OutputFormat, ParamError, Permit, PoolError, Presets, TransformError, TransformPool,
-    TransformSpec,
+use crate::image::error::{ParamError, PoolError, TransformError};
+use crate::image::format::{
+    negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated, OutputFormat,
+    SourceFormat,
 };
+use crate::image::params::{parse_query, Presets};
+use crate::image::pipeline::{self, Output};
+use crate::image::pool::{Permit, TransformPool};
+use crate::image::spec::{Limits, TransformSpec};
 use crate::signing::{SignatureError, Signer};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -49,7 +54,12 @@ impl Planned {
 /// What to do with an origin response to a transform request.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
-    Transform(OutputFormat),
+    /// Transform into `out` (decided here, once); `declared` is the source format the
+    /// `Content-Type` named, for [`Transformer::run`] to compare with what the bytes are.
+    Transform {
+        out: OutputFormat,
+        declared: SourceFormat,
+    },
     /// Not something we transform (non-2xx, not an image type we decode): pass it untouched.
     PassThrough,
     /// Refused from the header alone (declared too large): answer 422 with this reason.
@@ -155,7 +165,7 @@ impl Transformer {
         query: Option<&str>,
         accept: Option<&str>,
     ) -> Result<Option<Planned>, ParamError> {
-        let parsed = image::parse_query(query, &self.limits, &self.presets)?;
+        let parsed = parse_query(query, &self.limits, &self.presets)?;
         let Some(spec) = parsed.transform else {
             return Ok(None);
         };
@@ -202,7 +212,7 @@ impl Transformer {
         if content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
             return Verdict::PassThrough;
         }
-        let Some(source) = content_type.and_then(source_format_from_content_type) else {
+        let Some(declared) = content_type.and_then(source_format_from_content_type) else {
             return Verdict::PassThrough;
         };
         if let Some(len) = content_length {
@@ -216,12 +226,13 @@ impl Transformer {
                 );
             }
         }
-        let mut out = planned.negotiated.resolve(source);
+        // The one place the output format is decided: "same as source" is the declared type's.
+        let mut out = planned.negotiated.resolve(declared);
         if !self.limits.allows(out) {
             // "Same as source" but that format is not allowed: the first allowed one.
             out = self.limits.allowed_formats.first().copied().unwrap_or(out);
         }
-        Verdict::Transform(out)
+        Verdict::Transform { out, declared }
     }
 
     pub fn max_source_bytes(&self) -> u64 {
@@ -233,18 +244,21 @@ impl Transformer {
         self.pool.try_reserve()
     }
 
-    /// Runs the transform on the pool and waits for it. Called from a synchronous body filter:
-    /// `block_in_place` lets the runtime move this worker's other tasks elsewhere meanwhile.
+    /// Runs the transform into `out` on the pool and waits for it. Called from a synchronous
+    /// body filter: `block_in_place` lets the runtime move this worker's other tasks elsewhere
+    /// meanwhile. `declared` is the source format the `Content-Type` named (see [`Verdict`]):
+    /// a source whose bytes are of another format is transformed all the same, and logged.
     pub fn run(
         &self,
         permit: Permit,
         source: Vec<u8>,
         spec: &TransformSpec,
         out: OutputFormat,
+        declared: SourceFormat,
     ) -> Result<Output, Failure> {
         let limits = Arc::clone(&self.limits);
         let spec = spec.clone();
-        let job = move || image::transform(&source, &spec, Negotiated::Format(out), &limits);
+        let job = move || pipeline::transform(&source, &spec, out, &limits);
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let result = if multi_thread {
@@ -254,7 +268,15 @@ impl Transformer {
         } else {
             self.pool.run_blocking_timeout(permit, job, self.timeout)
         };
-        Ok(result??)
+        let output = result??;
+        if output.source != declared {
+            log::info!(
+                "transform source declared {} by its Content-Type is {}",
+                declared.as_str(),
+                output.source.as_str()
+            );
+        }
+        Ok(output)
     }
 
     pub fn remember_failure(&self, source_key: &str, status: u16, reason: &str) {
@@ -321,7 +343,7 @@ pub fn sign_url(settings: &TransformSettings, url: &str) -> Result<String, Strin
     } else {
         "/"
     };
-    let parsed = image::parse_query(Some(query), &settings.limits, &settings.presets)
+    let parsed = parse_query(Some(query), &settings.limits, &settings.presets)
         .map_err(|e| format!("invalid transform parameter: {e}"))?;
     let spec = parsed
         .transform
@@ -382,7 +404,10 @@ mod tests {
         let jpeg = Some("image/jpeg");
         assert_eq!(
             t.inspect(&p, 200, jpeg, None, Some(10)),
-            Verdict::Transform(OutputFormat::Jpeg)
+            Verdict::Transform {
+                out: OutputFormat::Jpeg,
+                declared: SourceFormat::Jpeg
+            }
         );
         assert_eq!(t.inspect(&p, 404, jpeg, None, None), Verdict::PassThrough);
         assert_eq!(

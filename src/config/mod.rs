@@ -225,8 +225,8 @@ pub struct DiskSettings {
 #[derive(Debug, Clone)]
 pub struct TransformSettings {
     /// URL and source limits, default quality, AVIF speed, allowed output formats.
-    pub limits: crate::image::Limits,
-    pub presets: crate::image::Presets,
+    pub limits: crate::image::spec::Limits,
+    pub presets: crate::image::params::Presets,
     pub workers: usize,
     pub queue: usize,
     /// Whether `format=auto` may pick AVIF (slow to encode).

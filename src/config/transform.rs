@@ -9,7 +9,9 @@ use serde_yaml::Value;
 /// `transform`: limits of URLs and sources, quality, formats, presets (checked against the
 /// limits), signing and time budgets.
 pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> TransformSettings {
-    use crate::image::{Limits, OutputFormat};
+    use crate::image::format::OutputFormat;
+    use crate::image::params::{parse_preset, Presets};
+    use crate::image::spec::Limits;
     let positive = |v: Option<u64>, d: u64, key: &str, errs: &mut Errors| -> u64 {
         let v = v.unwrap_or(d);
         if v == 0 {
@@ -85,7 +87,7 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         avif_speed,
         allowed_formats,
     };
-    let mut presets = crate::image::Presets::new();
+    let mut presets = Presets::new();
     for (name, params) in t.presets.unwrap_or_default() {
         let path = format!("transform.presets.{name}");
         let mut strings = std::collections::BTreeMap::new();
@@ -101,7 +103,7 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
             };
             strings.insert(k, s);
         }
-        match crate::image::parse_preset(&strings).and_then(|p| p.validate(&limits).map(|_| p)) {
+        match parse_preset(&strings).and_then(|p| p.validate(&limits).map(|_| p)) {
             Ok(p) => {
                 presets.insert(name, p);
             }

@@ -1,4 +1,5 @@
-//! Source / output formats, magic-byte sniffing and `Accept` negotiation.
+//! Source and output formats, what the URL asks for, `Accept` negotiation and the source
+//! format a `Content-Type` names (sniffing the bytes is `codec::sniff`).
 
 /// Formats the core can decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -100,8 +101,9 @@ impl FormatChoice {
     }
 }
 
-/// The negotiated output: a definite format, or "same as the source" (decided once the source
-/// body has been sniffed, see [`Negotiated::resolve`]).
+/// The negotiated output: a definite format, or "same as the source", which the caller
+/// resolves ([`Negotiated::resolve`]) against the source format it knows (the proxy: from the
+/// `Content-Type`) before calling the pipeline, which takes a plain [`OutputFormat`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Negotiated {
     Format(OutputFormat),
@@ -109,6 +111,7 @@ pub enum Negotiated {
 }
 
 impl Negotiated {
+    /// The output format for a source of format `source`.
     pub fn resolve(&self, source: SourceFormat) -> OutputFormat {
         match self {
             Negotiated::Format(f) => *f,
@@ -184,21 +187,6 @@ fn accepts(accept: &str, mime: &str) -> bool {
         }
         true
     })
-}
-
-/// Identifies the format from magic bytes.
-pub fn sniff(bytes: &[u8]) -> Option<SourceFormat> {
-    if bytes.len() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF {
-        Some(SourceFormat::Jpeg)
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(SourceFormat::Png)
-    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some(SourceFormat::Webp)
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some(SourceFormat::Gif)
-    } else {
-        None
-    }
 }
 
 /// Maps a `Content-Type` value (parameters and case ignored) to a source format.
@@ -282,18 +270,6 @@ mod tests {
             negotiate_allowed(FormatChoice::Auto, Some(CHROME), &[]),
             Negotiated::Format(OutputFormat::Avif)
         );
-    }
-
-    #[test]
-    fn sniff_magic() {
-        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest"), Some(SourceFormat::Jpeg));
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some(SourceFormat::Png));
-        assert_eq!(sniff(b"RIFF\x10\0\0\0WEBPVP8 "), Some(SourceFormat::Webp));
-        assert_eq!(sniff(b"GIF89a...."), Some(SourceFormat::Gif));
-        assert_eq!(sniff(b"<html>"), None);
-        assert_eq!(sniff(b""), None);
-        assert_eq!(sniff(b"\xFF\xD8"), None);
-        assert_eq!(sniff(b"RIFF\x10\0\0\0WAVE"), None);
     }
 
     #[test]

@@ -1,26 +1,23 @@
-//! Image-processing core of imgedge: query parsing, format negotiation, safe decode, resize,
-//! encode and a bounded CPU pool. Knows nothing of HTTP frameworks.
+//! The image engine of imgedge: transform parameters, format negotiation, safe decode, pixel
+//! operations, encode and a bounded CPU pool. Knows nothing of Pingora, the proxy or config.
+//!
+//! - `params` parses a URL query or a preset into a `spec::TransformSpec` (checked against
+//!   `spec::Limits`); `spec` also writes its canonical forms (cache key, signature, shield).
+//! - `format`: source and output formats, `Accept` negotiation, `Content-Type` mapping.
+//! - `pipeline::transform` runs one transform: probe, decode, the `ops`, encode.
+//! - `codec/`: one file per format (probe, decode, encode) and the dispatch over them.
+//! - `ops/`: one file per pixel operation (fit geometry, resize, orientation, pad, flatten).
+//! - `pool`: the bounded thread pool transforms run on; `error`: every error type here.
 
-pub mod decode;
-pub mod encode;
+pub mod codec;
 pub mod error;
 pub mod format;
+pub mod ops;
 pub mod params;
+pub mod pipeline;
+pub mod pixels;
 pub mod pool;
-pub mod resize;
-pub mod transform;
+pub mod spec;
 
 #[cfg(test)]
 mod tests;
-
-pub use decode::{probe, Probe};
-pub use error::{ParamError, PoolError, TransformError};
-pub use format::{
-    negotiate, negotiate_allowed, sniff, source_format_from_content_type, FormatChoice, Negotiated,
-    OutputFormat, SourceFormat,
-};
-pub use params::{
-    parse_preset, parse_query, Fit, Gravity, Limits, ParsedQuery, Preset, Presets, TransformSpec,
-};
-pub use pool::{Permit, TransformPool};
-pub use transform::{transform, Output};

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use super::error::PoolError;
+use crate::image::error::PoolError;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 

@@ -1,9 +1,15 @@
-//! End-to-end tests of `transform` on the fixtures in `<crate>/fixtures/` (or `tests/fixtures/`).
+//! End-to-end tests of the pipeline (`pipeline::transform`) on the fixtures in
+//! `<crate>/fixtures/` (or `tests/fixtures/`).
 
-use super::decode::Pixels;
-use super::resize::{resize, Rect};
-use super::transform::jpeg_scale_denominator;
-use super::*;
+use crate::image::codec::{probe, sniff};
+use crate::image::error::TransformError;
+use crate::image::format::{negotiate, OutputFormat, SourceFormat};
+use crate::image::ops::resize::resize;
+use crate::image::ops::Rect;
+use crate::image::params::{parse_query, Presets};
+use crate::image::pipeline::{transform, Output};
+use crate::image::pixels::Pixels;
+use crate::image::spec::{Limits, TransformSpec};
 
 /// Reads a fixture from `<crate>/fixtures/` or `<crate>/tests/fixtures/`.
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
@@ -25,7 +31,11 @@ fn spec(q: &str) -> TransformSpec {
 
 fn run(src: &[u8], q: &str) -> Result<Output, TransformError> {
     let s = spec(q);
-    transform(src, &s, negotiate(s.format, None, true), &Limits::default())
+    // The caller decides the format: "same as source" from the sniffed bytes. Bytes that do
+    // not sniff are refused before the format matters.
+    let negotiated = negotiate(s.format, None, true);
+    let out = sniff(src).map_or(OutputFormat::Jpeg, |f| negotiated.resolve(f));
+    transform(src, &s, out, &Limits::default())
 }
 
 fn decode_rgba(bytes: &[u8]) -> image::RgbaImage {
@@ -304,7 +314,7 @@ fn too_large_and_output_limits() {
         max_source_bytes: 1000,
         ..Limits::default()
     };
-    let e = transform(&src, &spec("w=10"), Negotiated::Source, &limits).unwrap_err();
+    let e = transform(&src, &spec("w=10"), OutputFormat::Jpeg, &limits).unwrap_err();
     assert_eq!(
         e,
         TransformError::TooLarge {
@@ -317,7 +327,7 @@ fn too_large_and_output_limits() {
         max_output_pixels: 1000,
         ..Limits::default()
     };
-    let e = transform(&src, &spec("format=png"), Negotiated::Source, &limits).unwrap_err();
+    let e = transform(&src, &spec("format=png"), OutputFormat::Jpeg, &limits).unwrap_err();
     assert_eq!(e.reason(), "too_big");
 }
 
@@ -364,19 +374,16 @@ fn gif_first_frame_and_webp_source() {
     );
 }
 
+/// The caller decides the format; the result says what the source's bytes were, so that the
+/// proxy can log a `Content-Type` that said otherwise.
 #[test]
-fn shrink_on_load_choice() {
-    let full = |w: f64, h: f64| Rect {
-        x: 0.0,
-        y: 0.0,
-        w,
-        h,
-    };
-    assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 400, 225), 8);
-    assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 800, 450), 4);
-    assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 1000, 563), 2);
-    assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 2000, 1125), 1);
-    assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 3840, 2160), 1);
+fn output_reports_the_sniffed_source_format() {
+    let png = fixture("emerald_alpha_300.png");
+    let out = transform(&png, &spec("w=50"), OutputFormat::Jpeg, &Limits::default()).unwrap();
+    assert_eq!(
+        (out.source, out.format),
+        (SourceFormat::Png, OutputFormat::Jpeg)
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! One request's state, grouped by who owns it: the request as admitted, its cache entry, the
 //! origin attempts, the transform and the timing.
 
-use crate::image::{OutputFormat, Permit};
+use crate::image::format::{OutputFormat, SourceFormat};
+use crate::image::pool::Permit;
 use crate::limits::{Identity, InflightGuard};
 use crate::transform::Planned;
 use crate::upstream::breaker::Ticket;
@@ -145,6 +146,8 @@ impl TransformCtx {
 /// An origin body being collected for the transform.
 pub struct Buffering {
     pub out: OutputFormat,
+    /// The source format the origin's Content-Type named.
+    pub declared: SourceFormat,
     pub source: Vec<u8>,
 }
 

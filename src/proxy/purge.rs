@@ -2,8 +2,8 @@
 //! <admin.token>`). The purge language (`POST /purge` bodies too) is `cache::purge`; both end
 //! in `Cache::purge`, which removes entries from memory and disk.
 
-use crate::cache::purge::{answer, parse_proxy_request};
 use super::state::State;
+use crate::cache::purge::{answer, parse_proxy_request};
 use crate::signing::token_matches;
 use bytes::Bytes;
 use pingora::prelude::*;

@@ -5,7 +5,7 @@
 use super::ctx::{Buffering, Ctx};
 use super::reply::{respond_busy, respond_text};
 use super::state::State;
-use crate::image::OutputFormat;
+use crate::image::format::OutputFormat;
 use crate::metrics::METRICS;
 use crate::transform::{Planned, Verdict};
 use bytes::Bytes;
@@ -74,23 +74,24 @@ pub fn on_header(
     }
     let h = &resp.headers;
     let text = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-    let declared = text(http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let declared_len = text(http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     let verdict = state.transformer.inspect(
         planned,
         status,
         text(http::header::CONTENT_TYPE),
         text(http::header::CONTENT_ENCODING),
-        declared,
+        declared_len,
     );
     match verdict {
         Verdict::PassThrough => {}
-        Verdict::Transform(out) => {
+        Verdict::Transform { out, declared } => {
             remove_source_headers(resp);
             set_transformed_headers(resp, out, planned)?;
             // Room for the whole declared body up front (inspect checked the limit).
-            let capacity = usize::try_from(declared.unwrap_or(0)).unwrap_or(0);
+            let capacity = usize::try_from(declared_len.unwrap_or(0)).unwrap_or(0);
             ctx.transform.buffering = Some(Buffering {
                 out,
+                declared,
                 source: Vec::with_capacity(capacity),
             });
         }
@@ -156,7 +157,10 @@ fn run(state: &State, session: &Session, b: Buffering, ctx: &mut Ctx) -> Result<
     let source_len = b.source.len();
     let started = Instant::now();
     let format = b.out.as_str();
-    match state.transformer.run(permit, b.source, spec, b.out) {
+    match state
+        .transformer
+        .run(permit, b.source, spec, b.out, b.declared)
+    {
         Ok(out) => {
             let m = &*METRICS;
             let took = started.elapsed();

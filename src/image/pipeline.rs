@@ -1,12 +1,16 @@
 //! The whole pipeline: limits -> sniff/probe -> decode (JPEG shrink-on-load) -> resize ->
-//! orient -> pad/flatten -> encode.
+//! orient -> pad/flatten -> encode. The caller decides the output format.
 
-use super::decode::{decode_jpeg, decode_with_image, probe};
-use super::encode::encode;
-use super::error::TransformError;
-use super::format::{Negotiated, OutputFormat, SourceFormat};
-use super::params::{Limits, TransformSpec};
-use super::resize::{apply_orientation, flatten, pad, plan, resize, upright_rect_to_stored, Rect};
+use crate::image::codec::{self, probe};
+use crate::image::error::TransformError;
+use crate::image::format::{OutputFormat, SourceFormat};
+use crate::image::ops::fit::plan;
+use crate::image::ops::flatten::flatten;
+use crate::image::ops::orient::{apply_orientation, upright_rect_to_stored};
+use crate::image::ops::pad::pad;
+use crate::image::ops::resize::resize;
+use crate::image::ops::Rect;
+use crate::image::spec::{Limits, TransformSpec};
 
 /// An encoded result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +19,9 @@ pub struct Output {
     pub format: OutputFormat,
     pub width: u32,
     pub height: u32,
+    /// The source's format as sniffed from its bytes (the caller may compare it with what the
+    /// origin's `Content-Type` declared).
+    pub source: SourceFormat,
 }
 
 /// Largest JPEG DCT scaling denominator (8, 4, 2, else 1) whose decoded crop is still at least
@@ -28,17 +35,18 @@ pub fn jpeg_scale_denominator(crop: Rect, rw: u32, rh: u32) -> usize {
     1
 }
 
-/// Transforms `src` per `spec` into `out` (resolved against the sniffed source format; the
-/// Content-Type the origin sent plays no part). Checks, in order, before any pixel buffer is
-/// allocated: `max_source_bytes`, the magic bytes, the header's dimensions against
-/// `max_source_pixels`, the output canvas against `max_output_pixels`.
+/// Transforms `src` per `spec` into `format`, which the caller has decided (the pipeline does
+/// not look at `spec.format`; the Content-Type the origin sent plays no part). Checks, in
+/// order, before any pixel buffer is allocated: `max_source_bytes`, the magic bytes, the
+/// header's dimensions against `max_source_pixels`, the output canvas against
+/// `max_output_pixels`.
 ///
 /// Alpha: PNG/WebP/AVIF keep it; JPEG is flattened onto `background` (default white). `pad`
 /// fills with `background`, or transparent for alpha formats when no background is given.
 pub fn transform(
     src: &[u8],
     spec: &TransformSpec,
-    out: Negotiated,
+    format: OutputFormat,
     limits: &Limits,
 ) -> Result<Output, TransformError> {
     if src.len() as u64 > limits.max_source_bytes {
@@ -55,7 +63,6 @@ pub fn transform(
             max: limits.max_source_pixels,
         });
     }
-    let format = out.resolve(probe.format);
     let (uw, uh) = probe.oriented_size();
     let plan = plan(
         uw,
@@ -81,10 +88,7 @@ pub fn transform(
     } else {
         (plan.scaled_w, plan.scaled_h)
     };
-    let pixels = match probe.format {
-        SourceFormat::Jpeg => decode_jpeg(src, jpeg_scale_denominator(crop, rw, rh))?,
-        f => decode_with_image(src, f, probe.width, probe.height)?,
-    };
+    let pixels = codec::decode(src, &probe, jpeg_scale_denominator(crop, rw, rh))?;
     let fx = pixels.width as f64 / probe.width as f64;
     let fy = pixels.height as f64 / probe.height as f64;
     let crop = Rect {
@@ -115,11 +119,32 @@ pub fn transform(
         img = flatten(img, flatten_bg);
     }
     let quality = spec.quality.unwrap_or(limits.default_quality);
-    let bytes = encode(&img, format, quality, limits.avif_speed)?;
+    let bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
     Ok(Output {
         bytes,
         format,
         width: img.width,
         height: img.height,
+        source: probe.format,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shrink_on_load_choice() {
+        let full = |w: f64, h: f64| Rect {
+            x: 0.0,
+            y: 0.0,
+            w,
+            h,
+        };
+        assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 400, 225), 8);
+        assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 800, 450), 4);
+        assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 1000, 563), 2);
+        assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 2000, 1125), 1);
+        assert_eq!(jpeg_scale_denominator(full(3840.0, 2160.0), 3840, 2160), 1);
+    }
 }

@@ -1,0 +1,184 @@
+//! The codecs, one file per format (header probe, decode, encode), and the dispatch over them:
+//! magic-byte sniffing, [`probe`] (header only, no pixels), [`decode`] to 8-bit RGB/RGBA and
+//! [`encode`]. No metadata is written.
+
+pub mod avif;
+mod bytes;
+pub mod exif;
+pub mod gif;
+mod image_crate;
+pub mod jpeg;
+pub mod png;
+pub mod webp;
+
+use crate::image::error::TransformError;
+use crate::image::format::{OutputFormat, SourceFormat};
+use crate::image::pixels::Pixels;
+
+/// What the header says. `width`/`height` are as stored in the file; for EXIF orientations 5-8
+/// the upright image is `height` x `width` (see [`Probe::oriented_size`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub format: SourceFormat,
+    pub width: u32,
+    pub height: u32,
+    /// EXIF orientation 1-8 (1 = upright). Read from JPEG APP1 only; other formats report 1.
+    pub orientation: u8,
+}
+
+impl Probe {
+    /// Size of the upright (displayed) image.
+    pub fn oriented_size(&self) -> (u32, u32) {
+        if self.orientation >= 5 {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+    pub fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+}
+
+/// Identifies the format from magic bytes.
+pub fn sniff(bytes: &[u8]) -> Option<SourceFormat> {
+    if bytes.len() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF {
+        Some(SourceFormat::Jpeg)
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(SourceFormat::Png)
+    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some(SourceFormat::Webp)
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some(SourceFormat::Gif)
+    } else {
+        None
+    }
+}
+
+/// Reads format, dimensions and orientation from the header only (cheap, no allocation
+/// proportional to the image).
+pub fn probe(bytes: &[u8]) -> Result<Probe, TransformError> {
+    let format = sniff(bytes).ok_or(TransformError::NotAnImage)?;
+    let (width, height, orientation) = match format {
+        SourceFormat::Jpeg => jpeg::probe(bytes)?,
+        SourceFormat::Png => png::probe(bytes)?,
+        SourceFormat::Gif => gif::probe(bytes)?,
+        SourceFormat::Webp => webp::probe(bytes)?,
+    };
+    if width == 0 || height == 0 {
+        return Err(TransformError::Corrupt(format!(
+            "{} header says {width}x{height}",
+            format.as_str()
+        )));
+    }
+    Ok(Probe {
+        format,
+        width,
+        height,
+        orientation,
+    })
+}
+
+/// Decodes the probed source in its stored orientation: a JPEG at scale 1/`jpeg_denom` (1, 2,
+/// 4 or 8, see `pipeline::jpeg_scale_denominator`), the other formats at full size, never larger
+/// than the probe said. A file cut short is `Truncated`, never an image with missing rows.
+pub fn decode(bytes: &[u8], probe: &Probe, jpeg_denom: usize) -> Result<Pixels, TransformError> {
+    let (w, h) = (probe.width, probe.height);
+    match probe.format {
+        SourceFormat::Jpeg => jpeg::decode(bytes, jpeg_denom),
+        SourceFormat::Png => png::decode(bytes, w, h),
+        SourceFormat::Webp => webp::decode(bytes, w, h),
+        SourceFormat::Gif => gif::decode(bytes, w, h),
+    }
+}
+
+/// Encodes `p` (RGB or RGBA; JPEG needs RGB, see `ops::flatten`) at `quality` (clamped to
+/// 1-100; PNG ignores it), AVIF at rav1e speed `avif_speed`.
+pub fn encode(
+    p: &Pixels,
+    format: OutputFormat,
+    quality: u8,
+    avif_speed: u8,
+) -> Result<Vec<u8>, TransformError> {
+    let quality = quality.clamp(1, 100);
+    match format {
+        OutputFormat::Jpeg => jpeg::encode(p, quality),
+        OutputFormat::Png => png::encode(p),
+        OutputFormat::Webp => webp::encode(p, quality),
+        OutputFormat::Avif => avif::encode(p, quality, avif_speed),
+    }
+}
+
+/// An encoder's error as one line.
+fn enc_err(e: impl std::fmt::Display) -> TransformError {
+    TransformError::Encode(e.to_string().replace('\n', " "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_magic() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest"), Some(SourceFormat::Jpeg));
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some(SourceFormat::Png));
+        assert_eq!(sniff(b"RIFF\x10\0\0\0WEBPVP8 "), Some(SourceFormat::Webp));
+        assert_eq!(sniff(b"GIF89a...."), Some(SourceFormat::Gif));
+        assert_eq!(sniff(b"<html>"), None);
+        assert_eq!(sniff(b""), None);
+        assert_eq!(sniff(b"\xFF\xD8"), None);
+        assert_eq!(sniff(b"RIFF\x10\0\0\0WAVE"), None);
+    }
+
+    #[test]
+    fn probe_headers() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&20000u32.to_be_bytes());
+        png.extend_from_slice(&30000u32.to_be_bytes());
+        let p = probe(&png).unwrap();
+        assert_eq!(
+            (p.format, p.width, p.height),
+            (SourceFormat::Png, 20000, 30000)
+        );
+        assert_eq!(probe(&png[..20]), Err(TransformError::Truncated));
+        assert_eq!(
+            probe(b"GIF89a\x40\x01\xf0\x00"),
+            Ok(Probe {
+                format: SourceFormat::Gif,
+                width: 320,
+                height: 240,
+                orientation: 1
+            })
+        );
+        assert_eq!(probe(b"hello"), Err(TransformError::NotAnImage));
+        assert_eq!(probe(b"\xFF\xD8\xFF"), Err(TransformError::Truncated));
+        // a JPEG marker walk that never ends must not loop: only fill bytes
+        let mut fills = vec![0xFF, 0xD8];
+        fills.extend_from_slice(&[0xFF; 100]);
+        assert_eq!(probe(&fills), Err(TransformError::Truncated));
+    }
+
+    #[test]
+    fn probe_fixtures() {
+        let f = crate::image::tests::fixture;
+        let p = probe(&f("friends_orient6_386x256.jpg")).unwrap();
+        assert_eq!(
+            (p.width, p.height, p.orientation, p.oriented_size()),
+            (386, 256, 6, (256, 386))
+        );
+        let p = probe(&f("seeding_640x360.jpg")).unwrap();
+        assert_eq!(
+            (p.format, p.width, p.height, p.orientation),
+            (SourceFormat::Jpeg, 640, 360, 1)
+        );
+        let p = probe(&f("emerald_alpha_300.png")).unwrap();
+        assert_eq!((p.format, p.width, p.height), (SourceFormat::Png, 282, 300));
+        let p = probe(&f("aitzgorri_480.webp")).unwrap();
+        assert_eq!(
+            (p.format, p.width, p.height),
+            (SourceFormat::Webp, 480, 320)
+        );
+        let p = probe(&f("seeding_pan_anim_240.gif")).unwrap();
+        assert_eq!((p.format, p.width, p.height), (SourceFormat::Gif, 240, 160));
+    }
+}

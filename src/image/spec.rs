@@ -1,0 +1,326 @@
+//! A validated transform (`TransformSpec` with its `Fit` and `Gravity`), its canonical forms
+//! (cache key, what a signature covers, the query forwarded to a shield) and the operator's
+//! `Limits`. Parsing it from a URL or a preset is `params.rs`.
+
+use crate::image::format::{FormatChoice, OutputFormat};
+
+/// How the image is fitted into `width` x `height`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Fit {
+    /// Fit inside, never enlarge (default).
+    #[default]
+    ScaleDown,
+    /// Fit inside, may enlarge.
+    Contain,
+    /// Fill exactly, cropping the overflow by gravity (may enlarge).
+    Cover,
+    /// Like cover but never enlarges: a smaller source is only cropped to at most w x h.
+    Crop,
+    /// Contain, then pad to exactly w x h with the background (placed by gravity).
+    Pad,
+}
+
+impl Fit {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Fit::ScaleDown => "scale-down",
+            Fit::Contain => "contain",
+            Fit::Cover => "cover",
+            Fit::Crop => "crop",
+            Fit::Pad => "pad",
+        }
+    }
+    /// Parses a user-facing fit name.
+    pub(crate) fn parse(s: &str) -> Option<Fit> {
+        Some(match s {
+            "scale-down" => Fit::ScaleDown,
+            "contain" => Fit::Contain,
+            "cover" => Fit::Cover,
+            "crop" => Fit::Crop,
+            "pad" => Fit::Pad,
+            _ => return None,
+        })
+    }
+}
+
+/// Which part is kept when cropping (cover, crop) or where the image sits when padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Gravity {
+    #[default]
+    Center,
+    Top,
+    Bottom,
+    Left,
+    Right,
+    TopLeft,
+    TopRight,
+    BottomLeft,
+    BottomRight,
+}
+
+impl Gravity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Gravity::Center => "center",
+            Gravity::Top => "top",
+            Gravity::Bottom => "bottom",
+            Gravity::Left => "left",
+            Gravity::Right => "right",
+            Gravity::TopLeft => "top-left",
+            Gravity::TopRight => "top-right",
+            Gravity::BottomLeft => "bottom-left",
+            Gravity::BottomRight => "bottom-right",
+        }
+    }
+    /// Parses a user-facing gravity name (`auto` is centre).
+    pub(crate) fn parse(s: &str) -> Option<Gravity> {
+        Some(match s {
+            "center" | "centre" | "auto" => Gravity::Center,
+            "top" => Gravity::Top,
+            "bottom" => Gravity::Bottom,
+            "left" => Gravity::Left,
+            "right" => Gravity::Right,
+            "top-left" => Gravity::TopLeft,
+            "top-right" => Gravity::TopRight,
+            "bottom-left" => Gravity::BottomLeft,
+            "bottom-right" => Gravity::BottomRight,
+            _ => return None,
+        })
+    }
+    /// Horizontal and vertical position of the kept area, 0 = left/top, 0.5 = centre, 1 = right/bottom.
+    pub fn weights(&self) -> (f64, f64) {
+        match self {
+            Gravity::Center => (0.5, 0.5),
+            Gravity::Top => (0.5, 0.0),
+            Gravity::Bottom => (0.5, 1.0),
+            Gravity::Left => (0.0, 0.5),
+            Gravity::Right => (1.0, 0.5),
+            Gravity::TopLeft => (0.0, 0.0),
+            Gravity::TopRight => (1.0, 0.0),
+            Gravity::BottomLeft => (0.0, 1.0),
+            Gravity::BottomRight => (1.0, 1.0),
+        }
+    }
+}
+
+/// Operator limits (from config).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_output_pixels: u64,
+    pub max_source_pixels: u64,
+    pub max_source_bytes: u64,
+    pub default_quality: u8,
+    /// rav1e speed 1 (slow, small) ..= 10 (fast).
+    pub avif_speed: u8,
+    /// Formats that may be produced; empty = all.
+    pub allowed_formats: Vec<OutputFormat>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_width: 4096,
+            max_height: 4096,
+            max_output_pixels: 4096 * 4096,
+            max_source_pixels: 100_000_000,
+            max_source_bytes: 32 * 1024 * 1024,
+            default_quality: 80,
+            avif_speed: 10,
+            allowed_formats: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn allows(&self, f: OutputFormat) -> bool {
+        self.allowed_formats.is_empty() || self.allowed_formats.contains(&f)
+    }
+}
+
+/// A validated transform. `width`/`height` are as written; use [`TransformSpec::target_width`]
+/// / [`TransformSpec::target_height`] for the dpr-multiplied sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformSpec {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// 1.0 ..= 4.0
+    pub dpr: f32,
+    pub fit: Fit,
+    pub gravity: Gravity,
+    pub format: FormatChoice,
+    pub quality: Option<u8>,
+    pub background: Option<[u8; 3]>,
+}
+
+impl Default for TransformSpec {
+    fn default() -> Self {
+        TransformSpec {
+            width: None,
+            height: None,
+            dpr: 1.0,
+            fit: Fit::ScaleDown,
+            gravity: Gravity::Center,
+            format: FormatChoice::Source,
+            quality: None,
+            background: None,
+        }
+    }
+}
+
+/// A size multiplied by dpr, at least 1.
+pub(crate) fn apply_dpr(v: u32, dpr: f32) -> u64 {
+    ((v as f64) * (dpr as f64)).round().max(1.0) as u64
+}
+
+impl TransformSpec {
+    /// Output width bound in pixels (width x dpr).
+    pub fn target_width(&self) -> Option<u32> {
+        self.width
+            .map(|w| apply_dpr(w, self.dpr).min(u32::MAX as u64) as u32)
+    }
+    pub fn target_height(&self) -> Option<u32> {
+        self.height
+            .map(|h| apply_dpr(h, self.dpr).min(u32::MAX as u64) as u32)
+    }
+
+    /// Canonical form for cache keys: fixed order `w,h,fit,g,f,q,bg`, dpr folded into w/h,
+    /// defaults dropped (fit=scale-down, gravity=center or irrelevant to the fit), q dropped for
+    /// PNG output. `chosen` is the negotiated output format (`Negotiated::format()`); `None` means
+    /// "same as source" and then only a fixed `format=` of the spec is written.
+    pub fn canonical(&self, chosen: Option<OutputFormat>) -> String {
+        let parts: Vec<String> = self
+            .canonical_params(chosen)
+            .into_iter()
+            .map(|(short, _, v)| format!("{short}={v}"))
+            .collect();
+        parts.join(",")
+    }
+
+    /// The canonical parameters in their fixed order: (short name, URL name, value).
+    fn canonical_params(
+        &self,
+        chosen: Option<OutputFormat>,
+    ) -> Vec<(&'static str, &'static str, String)> {
+        let mut p = Vec::with_capacity(7);
+        if let Some(w) = self.target_width() {
+            p.push(("w", "width", w.to_string()));
+        }
+        if let Some(h) = self.target_height() {
+            p.push(("h", "height", h.to_string()));
+        }
+        if self.fit != Fit::ScaleDown {
+            p.push(("fit", "fit", self.fit.as_str().to_string()));
+        }
+        if matches!(self.fit, Fit::Cover | Fit::Crop | Fit::Pad) && self.gravity != Gravity::Center
+        {
+            p.push(("g", "gravity", self.gravity.as_str().to_string()));
+        }
+        let fmt = chosen.or(match self.format {
+            FormatChoice::Fixed(f) => Some(f),
+            _ => None,
+        });
+        if let Some(f) = fmt {
+            p.push(("f", "format", f.as_str().to_string()));
+        }
+        if let Some(q) = self.quality {
+            if fmt != Some(OutputFormat::Png) {
+                p.push(("q", "quality", q.to_string()));
+            }
+        }
+        if let Some([r, g, b]) = self.background {
+            p.push(("bg", "background", format!("{r:02x}{g:02x}{b:02x}")));
+        }
+        p
+    }
+}
+
+impl TransformSpec {
+    /// What a URL signature covers: the canonical transform as asked (before `format=auto` is
+    /// negotiated against `Accept`, which the signer cannot know).
+    pub fn signed_form(&self) -> String {
+        let mut c = self.canonical(None);
+        if self.format == FormatChoice::Auto {
+            if !c.is_empty() {
+                c.push(',');
+            }
+            c.push_str("f=auto");
+        }
+        c
+    }
+
+    /// The canonical transform as URL parameters (`width=..&fit=..`), for forwarding a transform
+    /// to an upstream imgedge (a shield): it parses back to the same canonical form there. dpr
+    /// is folded into the sizes; `chosen` is the negotiated format as in [`Self::canonical`].
+    pub fn to_query(&self, chosen: Option<OutputFormat>) -> String {
+        let parts: Vec<String> = self
+            .canonical_params(chosen)
+            .into_iter()
+            .map(|(_, name, v)| format!("{name}={v}"))
+            .collect();
+        if parts.is_empty() {
+            // Every parameter at its default is still a transform (re-encode, strip metadata).
+            return "fit=scale-down".to_string();
+        }
+        parts.join("&")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::params::{parse_query, Presets};
+
+    fn spec(q: &str) -> TransformSpec {
+        parse_query(Some(q), &Limits::default(), &Presets::new())
+            .unwrap()
+            .transform
+            .unwrap()
+    }
+
+    #[test]
+    fn canonical_equal() {
+        let a = spec("w=400").canonical(None);
+        assert_eq!(a, "w=400");
+        assert_eq!(spec("width=400").canonical(None), a);
+        assert_eq!(
+            spec("width=400&fit=scale-down&gravity=top").canonical(None),
+            a
+        );
+        assert_eq!(spec("width=400&dpr=1").canonical(None), a);
+        assert_eq!(
+            spec("width=200&dpr=2").canonical(None),
+            spec("w=400").canonical(None)
+        );
+        let s = spec("q=75&format=auto&gravity=top&fit=cover&height=600&width=800");
+        assert_eq!(
+            s.canonical(Some(OutputFormat::Webp)),
+            "w=800,h=600,fit=cover,g=top,f=webp,q=75"
+        );
+        assert_eq!(spec("format=png&q=50").canonical(None), "f=png");
+        assert_eq!(
+            spec("fit=pad&w=10&h=10&background=%23FFF").canonical(None),
+            "w=10,h=10,fit=pad,bg=ffffff"
+        );
+        assert_eq!(
+            spec("background=abcdef").background,
+            Some([0xab, 0xcd, 0xef])
+        );
+        assert_eq!(spec("background=#abc").background, Some([0xaa, 0xbb, 0xcc]));
+    }
+
+    #[test]
+    fn dpr() {
+        let s = spec("w=333&h=100&dpr=1.5");
+        assert_eq!(
+            (s.target_width(), s.target_height()),
+            (Some(500), Some(150))
+        );
+        assert_eq!(s.canonical(None), "w=500,h=150");
+        assert_eq!(
+            spec("dpr=2.0&w=10").canonical(None),
+            spec("dpr=2&w=10").canonical(None)
+        );
+    }
+}
