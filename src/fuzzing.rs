@@ -14,7 +14,7 @@ use crate::image::error::TransformError;
 use crate::image::format::{FormatChoice, OutputFormat};
 use crate::image::params::parse_query;
 use crate::image::pipeline::transform;
-use crate::transform::{sign_url, Transformer};
+use crate::proxy::transform::{sign_url, Transformer};
 
 /// The configuration the URL and decode checks use: the defaults of `config/defaults.rs` for
 /// every limit (nothing below sets one), two presets and a signing key, not required (so that

@@ -13,6 +13,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod signing;
-pub mod transform;
 pub mod upstream;
 pub mod usage;

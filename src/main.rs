@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Sign { url }) = &cli.command {
-        return match imgedge::transform::sign_url(&config.transform, url) {
+        return match imgedge::proxy::transform::sign_url(&config.transform, url) {
             Ok(signed) => {
                 println!("{signed}");
                 ExitCode::SUCCESS

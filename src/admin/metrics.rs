@@ -3,7 +3,7 @@
 
 use crate::cache::TieredStorage;
 use crate::metrics::{Metrics, METRICS};
-use crate::transform::Transformer;
+use crate::proxy::transform::Transformer;
 use crate::upstream::Pool;
 use prometheus::{Encoder, IntCounter, TextEncoder};
 use std::sync::atomic::{AtomicU64, Ordering};

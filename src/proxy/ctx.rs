@@ -4,7 +4,7 @@
 use crate::image::format::{OutputFormat, SourceFormat};
 use crate::image::pool::Permit;
 use crate::limits::{Identity, InflightGuard};
-use crate::transform::Planned;
+use crate::proxy::transform::Planned;
 use crate::upstream::breaker::Ticket;
 use crate::upstream::deadline::{Deadlines, Expired};
 use bytes::Bytes;

@@ -2,32 +2,33 @@
 //! its concern.
 //!
 //! ```text
-//! request_filter ........ oversized target/headers 414/431, PURGE, bad path 400, route 404,
-//!                         transform plan 400, signature 403                  (admit::screen)
-//!                         client identity 401 and rate limits 429            (admit::rate_limit)
-//!                         a fresh memory hit of a large 200 on plain HTTP/1.1: sent with
-//!                         sendfile() and the request ends                    (sendfile_hit)
+//! request_filter ........ oversized target/headers 414/431, PURGE, bad path 400, no route
+//!                         404, bad transform 400, bad signature 403          (admit::screen)
+//!                         client identity 401, rate limits 429           (admit::rate_limit)
+//!                         fresh memory hit of a large 200 on plain HTTP/1.1: sent with
+//!                         sendfile() and the request ends                      (sendfile_hit)
 //! request_cache_filter .. cache on for GET on routes with `cache: true`
-//! cache_key_callback .... host + path + normalized query + canonical transform (admit::cache_key)
-//!    HIT/STALE ───────────────────────────────────────────────────────────┐
-//!    MISS (one request per key: cache lock)                               │
-//! proxy_upstream_filter . limits on misses 429                (admit)     │
-//!                         a source that just failed: its error; a         │
-//!                         transform slot, 503 when full (transform_response::reserve)
-//! upstream_peer ......... healthy peer, not failed, circuit not open (origin::choose_peer)
-//! fail_to_connect ....... report to the breaker; retry on another peer    (origin)
-//! connected_to_upstream . arm the first-byte / total deadlines            (origin)
-//! error_while_proxy ..... timeout, reset, garbage: report; retry while no header came (origin)
-//! upstream_request_filter path, validators, Host, X-Forwarded-* / Forwarded (origin)
-//! upstream_response_filter hop-by-hop fields; transform or pass through   (response,
-//!                         the variant's headers, or 422                     transform_response)
-//! upstream_response_body_filter deadlines at the end; buffer the source and transform it on
-//!                         the pool: what it leaves in the body is cached  (transform_response)
-//! response_cache_filter . Cache-Control / Expires / default TTL           (cache::Cache)
-//! response_filter ....... X-Cache-Status, RateLimit headers, CORS,    <───┘
-//!                         Server-Timing on transformed hits               (response, reply)
-//! fail_to_proxy ......... 502/504/4xx/transform status with a one-line reason (reply)
-//! logging ............... metrics, one access-log line, a usage event     (logging)
+//! cache_key_callback .... host + path + query + canonical transform     (admit::cache_key)
+//!    HIT/STALE ──────────────────────────────────────────────────────────────────┐
+//!    MISS (one request per key: cache lock)                                      │
+//! proxy_upstream_filter . limits on misses 429                         (admit)   │
+//!                         a source that just failed: its error; a pool slot      │
+//!                         for the transform, 503 when full (transform::response) │
+//! upstream_peer ......... healthy peer, not failed, circuit not open   (origin)  │
+//! fail_to_connect ....... report to the breaker; retry on another peer (origin)  │
+//! connected_to_upstream . arm the first-byte / total deadlines         (origin)  │
+//! error_while_proxy ..... timeout, reset, garbage: report; retry while           │
+//!                         no response header came                      (origin)  │
+//! upstream_request_filter path, validators, Host, forwarding headers   (origin)  │
+//! upstream_response_filter hop-by-hop fields; the variant's headers or           │
+//!                         a 422                     (response, transform::response)
+//! upstream_response_body_filter deadlines at the end; buffer the source,         │
+//!                         transform it on the pool: its output is what is cached │
+//! response_cache_filter . Cache-Control / Expires / default TTL  (cache::Cache)  │
+//! response_filter ....... X-Cache-Status, RateLimit headers, CORS,          <────┘
+//!                         Server-Timing on transformed hits        (response, reply)
+//! fail_to_proxy ......... 502/504/4xx/the transform's status, one-line reason (reply)
+//! logging ............... metrics, one access-log line, a usage event       (logging)
 //! ```
 
 mod admit;
@@ -43,7 +44,7 @@ pub mod routes;
 pub mod sendfile;
 mod sendfile_hit;
 mod state;
-mod transform_response;
+pub mod transform;
 
 pub use ctx::Ctx;
 pub use reply::{respond_text, respond_with};
@@ -108,7 +109,7 @@ impl ProxyHttp for ImgEdge {
         if admit::rate_limit(self.state, session, ctx, Stage::Miss).await? {
             return Ok(false);
         }
-        transform_response::reserve(self.state, session, ctx).await
+        transform::response::reserve(self.state, session, ctx).await
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -180,7 +181,7 @@ impl ProxyHttp for ImgEdge {
                 return Err(e);
             }
         }
-        transform_response::on_body(self.state, session, body, end_of_stream, ctx)?;
+        transform::response::on_body(self.state, session, body, end_of_stream, ctx)?;
         Ok(None)
     }
 

@@ -32,7 +32,7 @@ pub fn on_header(
     } else if let Some(d) = &ctx.origin.deadlines {
         d.header_received();
     }
-    super::transform_response::on_header(state, session, resp, ctx)?;
+    super::transform::response::on_header(state, session, resp, ctx)?;
     if let (Some(pool), Some(start)) = (state.pool(ctx.request.route), ctx.timing.upstream_start) {
         let label = ctx.origin.peer.as_deref().unwrap_or_default();
         METRICS

@@ -3,7 +3,7 @@
 use super::routes::Router;
 use crate::cache::Cache;
 use crate::limits::Limiter;
-use crate::transform::Transformer;
+use crate::proxy::transform::Transformer;
 use crate::upstream::Pool;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -2,12 +2,12 @@
 //! header turned into the variant's (or a 422 refusal), the source body buffered and
 //! transformed on the pool at its end. What this leaves in the body is what is cached.
 
-use super::ctx::{Buffering, Ctx};
-use super::reply::{respond_busy, respond_text};
-use super::state::State;
+use super::{Planned, Verdict};
 use crate::image::format::OutputFormat;
 use crate::metrics::METRICS;
-use crate::transform::{Planned, Verdict};
+use crate::proxy::ctx::{Buffering, Ctx};
+use crate::proxy::reply::{respond_busy, respond_text};
+use crate::proxy::state::State;
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora_http::ResponseHeader;

@@ -2,7 +2,9 @@
 //! (`plan`), whether an origin response can be transformed (`inspect`), the bounded CPU pool
 //! (`reserve`, `run`), and a short memory of sources that failed, so repeats are answered up
 //! front. The pixel work itself lives in `crate::image` (`image::pipeline`), which knows nothing
-//! of the proxy.
+//! of the proxy. `response` makes a variant from an origin response on a miss.
+
+pub mod response;
 
 use crate::config::TransformSettings;
 use crate::image::error::{ParamError, PoolError, TransformError};
