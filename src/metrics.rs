@@ -10,6 +10,7 @@ use prometheus::{
     register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -316,5 +317,30 @@ pub fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         500..=599 => "5xx",
         _ => "other",
+    }
+}
+
+/// A count kept per instance (a cache tier's own figure, which its tests read) that feeds its
+/// process-wide metric at the same moment. Mirrors `AtomicU64`'s `fetch_add` and `load`.
+pub struct Counted {
+    local: AtomicU64,
+    metric: IntCounter,
+}
+
+impl Counted {
+    pub fn new(metric: IntCounter) -> Counted {
+        Counted {
+            local: AtomicU64::new(0),
+            metric,
+        }
+    }
+
+    pub fn fetch_add(&self, n: u64, order: Ordering) -> u64 {
+        self.metric.inc_by(n);
+        self.local.fetch_add(n, order)
+    }
+
+    pub fn load(&self, order: Ordering) -> u64 {
+        self.local.load(order)
     }
 }

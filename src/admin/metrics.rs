@@ -1,58 +1,29 @@
-//! `GET /metrics`: sets the gauges that read other modules' state, then renders the text
-//! exposition format of every metric (`crate::metrics` defines them).
+//! `GET /metrics`: sets the gauges that are a reading of other modules' state (cache and disk
+//! sizes, peer health, transform queue, process memory), then renders every metric in the text
+//! exposition format. Counters are not touched here: they move where their events happen.
 
 use crate::cache::TieredStorage;
 use crate::metrics::{Metrics, METRICS};
 use crate::proxy::transform::Transformer;
 use crate::upstream::Pool;
-use prometheus::{Encoder, IntCounter, TextEncoder};
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus::{Encoder, TextEncoder};
+use std::sync::atomic::Ordering;
 
-fn sync_counter(c: &IntCounter, total: u64) {
-    let cur = c.get();
-    if total > cur {
-        c.inc_by(total - cur);
-    }
-}
-
-fn render_disk(m: &Metrics, tiered: &TieredStorage) {
+fn read_disk(m: &Metrics, tiered: &TieredStorage) {
     let Some(d) = &tiered.disk else {
         m.disk_up.set(0);
         return;
     };
-    let s = &d.stats;
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     m.disk_up.set(i64::from(d.is_up()));
     m.disk_index_ready.set(i64::from(!d.is_scanning()));
-    m.disk_scan_seconds
-        .set(load(&s.scan_millis) as f64 / 1000.0);
-    sync_counter(&m.disk_lookups.with_label_values(&["hit"]), load(&s.hits));
-    sync_counter(
-        &m.disk_lookups.with_label_values(&["miss"]),
-        load(&s.misses),
-    );
-    sync_counter(&m.disk_writes.with_label_values(&["ok"]), load(&s.writes));
-    sync_counter(
-        &m.disk_writes.with_label_values(&["skipped"]),
-        load(&s.writes_skipped),
-    );
-    sync_counter(&m.disk_evictions, load(&s.evictions));
-    sync_counter(&m.disk_corrupt, load(&s.corrupt));
-    for (op, c) in [
-        ("open", &s.errors_open),
-        ("read", &s.errors_read),
-        ("write", &s.errors_write),
-        ("delete", &s.errors_delete),
-        ("scan", &s.errors_scan),
-    ] {
-        sync_counter(&m.disk_errors.with_label_values(&[op]), load(c));
-    }
+    let scan_millis = d.stats.scan_millis.load(Ordering::Relaxed);
+    m.disk_scan_seconds.set(scan_millis as f64 / 1000.0);
     m.disk_bytes.set(d.used_bytes() as i64);
     m.disk_items.set(d.items() as i64);
     m.disk_capacity_bytes.set(d.capacity() as i64);
 }
 
-fn render_memory(m: &Metrics) {
+fn read_memory(m: &Metrics) {
     if let Some(rss) = crate::alloc::process_resident_bytes() {
         m.process_resident_bytes.set(rss as i64);
     }
@@ -62,7 +33,7 @@ fn render_memory(m: &Metrics) {
     }
 }
 
-/// Refreshes mirrored gauges and renders the text exposition format.
+/// Reads the mirrored gauges and renders the text exposition format.
 pub fn render(
     pools: &[Pool],
     tiered: &TieredStorage,
@@ -80,38 +51,15 @@ pub fn render(
         }
     }
     let storage = &tiered.memory;
-    let s = &storage.stats;
-    sync_counter(
-        &m.cache_lookups.with_label_values(&["hit"]),
-        s.hits.load(Ordering::Relaxed),
-    );
-    sync_counter(
-        &m.cache_lookups.with_label_values(&["miss"]),
-        s.misses.load(Ordering::Relaxed),
-    );
-    sync_counter(&m.cache_insertions, s.insertions.load(Ordering::Relaxed));
-    sync_counter(&m.cache_evictions, s.evictions.load(Ordering::Relaxed));
-    sync_counter(
-        &m.cache_rejected,
-        s.rejected_too_big.load(Ordering::Relaxed),
-    );
     m.cache_bytes.set(storage.used_bytes() as i64);
     m.cache_items.set(storage.items() as i64);
     m.cache_capacity_bytes.set(storage.capacity() as i64);
     if let Some(f) = &tiered.fast {
-        sync_counter(
-            &m.cache_sendfile_hits,
-            f.stats.served.load(Ordering::Relaxed),
-        );
-        sync_counter(
-            &m.cache_sendfile_copies,
-            f.stats.recorded.load(Ordering::Relaxed),
-        );
         m.cache_sendfile_bytes.set(f.used_bytes() as i64);
         m.cache_sendfile_items.set(f.items() as i64);
     }
-    render_disk(m, tiered);
-    render_memory(m);
+    read_disk(m, tiered);
+    read_memory(m);
 
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();

@@ -11,13 +11,14 @@
 //! the next sweep (after purges, on inserts) or by LRU within the budget.
 
 use super::storage::Entry;
+use crate::metrics::{Counted, METRICS};
 use lru::LruCache;
 use parking_lot::Mutex;
 use pingora_cache::key::HashBinary;
 use pingora_http::ResponseHeader;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
@@ -155,13 +156,21 @@ struct Inner {
     bytes: usize,
 }
 
-/// Counters read by the metrics module.
-#[derive(Default)]
+/// The index's counts; each also feeds its metric (`crate::metrics`) as it happens.
 pub struct FastStats {
     /// Hits answered from the index.
-    pub served: AtomicU64,
+    pub served: Counted,
     /// Copies made.
-    pub recorded: AtomicU64,
+    pub recorded: Counted,
+}
+
+impl Default for FastStats {
+    fn default() -> FastStats {
+        FastStats {
+            served: Counted::new(METRICS.cache_sendfile_hits.clone()),
+            recorded: Counted::new(METRICS.cache_sendfile_copies.clone()),
+        }
+    }
 }
 
 /// The index: LRU within its own byte budget and entry cap.

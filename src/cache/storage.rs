@@ -3,6 +3,7 @@
 //! `Storage` impl that fronts it (and the disk tier) is `tiered.rs`. Knows nothing of images.
 
 use super::shards::{self, Shards};
+use crate::metrics::{Counted, METRICS};
 use bytes::Bytes;
 use pingora_cache::key::HashBinary;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,14 +56,26 @@ impl Entry {
     }
 }
 
-/// Counters read by the metrics module at scrape time.
-#[derive(Default)]
+/// The tier's counts; each also feeds its metric (`crate::metrics`) as it happens.
 pub struct StorageStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub insertions: AtomicU64,
-    pub evictions: AtomicU64,
-    pub rejected_too_big: AtomicU64,
+    pub hits: Counted,
+    pub misses: Counted,
+    pub insertions: Counted,
+    pub evictions: Counted,
+    pub rejected_too_big: Counted,
+}
+
+impl Default for StorageStats {
+    fn default() -> StorageStats {
+        let m = &*METRICS;
+        StorageStats {
+            hits: Counted::new(m.cache_lookups.with_label_values(&["hit"])),
+            misses: Counted::new(m.cache_lookups.with_label_values(&["miss"])),
+            insertions: Counted::new(m.cache_insertions.clone()),
+            evictions: Counted::new(m.cache_evictions.clone()),
+            rejected_too_big: Counted::new(m.cache_rejected.clone()),
+        }
+    }
 }
 
 pub struct MemoryStorage {

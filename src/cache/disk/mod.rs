@@ -30,6 +30,7 @@ mod write;
 
 use super::shards::{self, Shard, Shards};
 use super::storage::{EntryInfo, Matcher};
+use crate::metrics::{Counted, METRICS};
 use bytes::Bytes;
 use format::{decode, FormatError, Loaded};
 use parking_lot::Mutex;
@@ -57,22 +58,42 @@ struct Indexed {
     info: Arc<EntryInfo>,
 }
 
-/// Counters read by the metrics module at scrape time.
-#[derive(Default)]
+/// The tier's counts; each also feeds its metric (`crate::metrics`) as it happens.
 pub struct DiskStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub writes: AtomicU64,
-    pub writes_skipped: AtomicU64,
-    pub evictions: AtomicU64,
-    pub corrupt: AtomicU64,
-    pub errors_open: AtomicU64,
-    pub errors_read: AtomicU64,
-    pub errors_write: AtomicU64,
-    pub errors_delete: AtomicU64,
-    pub errors_scan: AtomicU64,
+    pub hits: Counted,
+    pub misses: Counted,
+    pub writes: Counted,
+    pub writes_skipped: Counted,
+    pub evictions: Counted,
+    pub corrupt: Counted,
+    pub errors_open: Counted,
+    pub errors_read: Counted,
+    pub errors_write: Counted,
+    pub errors_delete: Counted,
+    pub errors_scan: Counted,
     /// Milliseconds the start-up scan took (0 while it runs).
     pub scan_millis: AtomicU64,
+}
+
+impl Default for DiskStats {
+    fn default() -> DiskStats {
+        let m = &*METRICS;
+        let error = |op: &str| Counted::new(m.disk_errors.with_label_values(&[op]));
+        DiskStats {
+            hits: Counted::new(m.disk_lookups.with_label_values(&["hit"])),
+            misses: Counted::new(m.disk_lookups.with_label_values(&["miss"])),
+            writes: Counted::new(m.disk_writes.with_label_values(&["ok"])),
+            writes_skipped: Counted::new(m.disk_writes.with_label_values(&["skipped"])),
+            evictions: Counted::new(m.disk_evictions.clone()),
+            corrupt: Counted::new(m.disk_corrupt.clone()),
+            errors_open: error("open"),
+            errors_read: error("read"),
+            errors_write: error("write"),
+            errors_delete: error("delete"),
+            errors_scan: error("scan"),
+            scan_millis: AtomicU64::new(0),
+        }
+    }
 }
 
 pub struct DiskStore {
