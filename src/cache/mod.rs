@@ -5,53 +5,38 @@
 
 pub mod disk;
 pub mod fastpath;
+pub mod freshness;
+pub mod invalidate;
 pub mod purge;
 pub mod shards;
 pub mod storage;
 pub mod tiered;
+pub mod vary;
 
 use crate::config::CacheSettings;
-use http::StatusCode;
-use pingora_cache::cache_control::CacheControl;
-use pingora_cache::filters::resp_cacheable;
+use freshness::{Exchange, Policy};
+use invalidate::Invalidations;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora_cache::{CacheKey, CacheMetaDefaults, CachePhase, HttpCache, RespCacheable};
+use pingora_cache::{CacheKey, CachePhase, HttpCache, RespCacheable};
 use pingora_http::{RequestHeader, ResponseHeader};
 use purge::Purge;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 pub use storage::{EntryInfo, MemoryStorage};
 pub use tiered::TieredStorage;
-
-// `CacheMetaDefaults` takes a plain fn pointer, so the configured TTLs live in statics.
-static DEFAULT_TTL_SECS: AtomicU64 = AtomicU64::new(3600);
-static NEGATIVE_TTL_SECS: AtomicU64 = AtomicU64::new(10);
-
-/// Heuristic freshness when the origin sends neither Cache-Control nor Expires.
-fn fresh_by_status(status: StatusCode) -> Option<Duration> {
-    match status.as_u16() {
-        200 | 203 | 300 | 301 | 308 => Some(Duration::from_secs(
-            DEFAULT_TTL_SECS.load(Ordering::Relaxed),
-        )),
-        404 | 410 => Some(Duration::from_secs(
-            NEGATIVE_TTL_SECS.load(Ordering::Relaxed),
-        )),
-        _ => None,
-    }
-}
+use vary::VariantBound;
 
 /// The cache parts shared by every request (pingora wants `&'static`).
 pub struct Cache {
     pub storage: &'static TieredStorage,
     lock: &'static CacheKeyLockImpl,
-    defaults: CacheMetaDefaults,
-    serve_stale_while_revalidate: bool,
+    policy: Policy,
+    /// How many `Vary` variants one URL may hold (`cache.max_variants`).
+    pub variants: VariantBound,
+    /// URLs invalidated by unsafe methods.
+    pub invalidations: Invalidations,
 }
 
 impl Cache {
     pub fn new(s: &CacheSettings) -> Cache {
-        DEFAULT_TTL_SECS.store(s.default_ttl.as_secs(), Ordering::Relaxed);
-        NEGATIVE_TTL_SECS.store(s.negative_ttl.as_secs(), Ordering::Relaxed);
         let memory = MemoryStorage::new(s.memory_bytes, s.max_object_bytes);
         let disk = s
             .disk
@@ -68,12 +53,14 @@ impl Cache {
         Cache {
             storage,
             lock,
-            defaults: CacheMetaDefaults::new(
-                fresh_by_status,
-                secs_u32(s.stale_while_revalidate),
-                secs_u32(s.stale_if_error),
-            ),
-            serve_stale_while_revalidate: !s.stale_while_revalidate.is_zero(),
+            policy: Policy {
+                default_ttl: s.default_ttl,
+                negative_ttl: s.negative_ttl,
+                stale_while_revalidate: s.stale_while_revalidate,
+                stale_if_error: s.stale_if_error,
+            },
+            variants: VariantBound::new(s.max_variants),
+            invalidations: Invalidations::default(),
         }
     }
 
@@ -83,15 +70,9 @@ impl Cache {
         cache.set_max_file_size_bytes(self.storage.max_object());
     }
 
-    /// Honours Cache-Control (`no-store`, `private`, `max-age`, `s-maxage`, SWR/SIE) and
-    /// Expires; otherwise the configured default TTL.
-    pub fn cacheability(&self, resp: &ResponseHeader, authorization: bool) -> RespCacheable {
-        let cc = CacheControl::from_resp_headers(resp);
-        resp_cacheable(cc.as_ref(), resp.clone(), authorization, &self.defaults)
-    }
-
-    pub fn serve_stale_while_revalidate(&self) -> bool {
-        self.serve_stale_while_revalidate
+    /// Whether the response is stored, and its metadata (see `freshness`).
+    pub fn cacheability(&self, resp: &ResponseHeader, at: Exchange) -> RespCacheable {
+        freshness::cacheability(resp, at, &self.policy)
     }
 
     /// Removes what `p` names from memory and disk; returns the number of entries removed.
@@ -108,10 +89,6 @@ impl Cache {
         log::info!("cache purge {p}: {n} entries removed");
         n
     }
-}
-
-fn secs_u32(d: Duration) -> u32 {
-    d.as_secs().min(u32::MAX as u64) as u32
 }
 
 /// The cache key: `host \n path \n normalized query` (the host lower-cased without a default
@@ -135,6 +112,25 @@ pub fn normalize_host(host: &str) -> String {
         Some(s) => s.to_string(),
         None => h,
     }
+}
+
+/// The one form of a path used for the key, the origin and purges: runs of `/` collapsed and
+/// `.` segments removed (`//img/./x.jpg` is `/img/x.jpg`). `..` never gets here (refused first).
+pub fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let clean = !path.contains("//") && !path.contains("/./") && !path.ends_with("/.");
+    if clean {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let trailing = path.ends_with('/') || path.ends_with("/.");
+    let mut out = String::with_capacity(path.len());
+    for seg in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 pub fn normalize_query(query: Option<&str>) -> String {
@@ -236,6 +232,25 @@ mod tests {
         stored.insert(GENERATED_ETAG, "1".parse().unwrap());
         revalidation_validators(&stored, &mut req);
         assert!(!req.headers.contains_key("if-none-match"));
+    }
+
+    #[test]
+    fn path_normalization() {
+        for (raw, want) in [
+            ("/img/x.jpg", "/img/x.jpg"),
+            ("//img/x.jpg", "/img/x.jpg"),
+            ("/img//x.jpg", "/img/x.jpg"),
+            ("/img/./x.jpg", "/img/x.jpg"),
+            ("/./img/x.jpg", "/img/x.jpg"),
+            ("/img/", "/img/"),
+            ("/img//", "/img/"),
+            ("/img/.", "/img/"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/a.b/.c", "/a.b/.c"),
+        ] {
+            assert_eq!(normalize_path(raw), want, "{raw}");
+        }
     }
 
     #[test]

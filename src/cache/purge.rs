@@ -2,8 +2,8 @@
 //! clients write one (the `POST /purge` JSON body, a proxy listener's `PURGE` request) and are
 //! answered. Knows nothing of Pingora: the handlers live with the listeners.
 
-use super::normalize_host;
 use super::storage::{EntryInfo, Matcher};
+use super::{normalize_host, normalize_path};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -47,7 +47,8 @@ impl Purge {
 
     /// The predicate over stored entries (their key is `host \n path \n query \n extra`).
     pub fn matcher(&self) -> Arc<Matcher> {
-        let host_ok = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
+        let host_ok =
+            |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| host_matches(w, got));
         match self.clone() {
             Purge::Url { host, path } => {
                 let host = host.map(|h| normalize_host(&h));
@@ -68,6 +69,26 @@ impl Purge {
             Purge::Tag(tag) => Arc::new(move |i: &EntryInfo| i.tags.contains(&tag)),
         }
     }
+}
+
+/// A purge naming a host without a port covers that host on every port (keys keep a
+/// non-default port, as it is forwarded to the origin); one naming a port covers only that one.
+fn host_matches(want: &str, got: &str) -> bool {
+    let want_has_port = if want.starts_with('[') {
+        want.contains("]:")
+    } else {
+        want.contains(':')
+    };
+    match got.strip_prefix(want) {
+        Some("") => true,
+        Some(rest) => !want_has_port && port_suffix(rest),
+        None => false,
+    }
+}
+
+fn port_suffix(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `POST /purge` body: exactly one of `url`, `path`, `prefix`, `tag`; `host` narrows `path`
@@ -111,16 +132,18 @@ pub fn parse_body(body: &[u8]) -> Result<Purge, String> {
         };
         return Ok(Purge::Url {
             host: Some(normalize_host(&host)),
-            path: uri.path().to_string(),
+            path: normalize_path(uri.path()).into_owned(),
         });
     }
     let host = b.host.map(|h| normalize_host(&h));
     if let Some(path) = b.path {
         check_path(&path)?;
+        let path = normalize_path(&path).into_owned();
         return Ok(Purge::Url { host, path });
     }
     if let Some(prefix) = b.prefix {
         check_path(&prefix)?;
+        let prefix = normalize_path(&prefix).into_owned();
         return Ok(Purge::Prefix { host, prefix });
     }
     match b.tag {
@@ -165,11 +188,11 @@ pub fn parse_proxy_request(host: &str, path: &str, tag: Option<&str>) -> Result<
         (Some(t), _) => Purge::Tag(t.trim().to_string()),
         (None, Some(prefix)) => Purge::Prefix {
             host: Some(host),
-            prefix: prefix.to_string(),
+            prefix: normalize_path(prefix).into_owned(),
         },
         (None, None) => Purge::Url {
             host: Some(host),
-            path: path.to_string(),
+            path: normalize_path(path).into_owned(),
         },
     };
     if matches!(&p, Purge::Tag(t) if t.is_empty() || t.contains(|c: char| c == ',' || c.is_whitespace()))
@@ -215,6 +238,24 @@ mod tests {
         }
         .matcher();
         assert!(!wrong_host(&plain));
+        let on_port = info(&key("img.example:8080", "/a/b.jpg", None, ""), &[]);
+        assert!(url(&on_port), "a port-less purge covers every port");
+        let port_only = |h: &str| {
+            Purge::Url {
+                host: Some(h.into()),
+                path: "/a/b.jpg".into(),
+            }
+            .matcher()
+        };
+        assert!(port_only("img.example:8080")(&on_port));
+        assert!(!port_only("img.example:8080")(&plain));
+        assert!(!port_only("img.example:9090")(&on_port));
+        assert!(
+            !port_only("img.ex")(&plain),
+            "no prefix match on host names"
+        );
+        let v6 = info(&key("[::1]:8080", "/a/b.jpg", None, ""), &[]);
+        assert!(port_only("[::1]")(&v6) && !port_only("[::1]:9")(&v6));
         let prefix = Purge::Prefix {
             host: None,
             prefix: "/a/".into(),
@@ -246,6 +287,13 @@ mod tests {
             Purge::Url {
                 host: Some("h".into()),
                 path: "/x".into()
+            }
+        );
+        assert_eq!(
+            parse_body(br#"{"path": "//img/./x.jpg"}"#).unwrap(),
+            Purge::Url {
+                host: None,
+                path: "/img/x.jpg".into()
             }
         );
         assert_eq!(
@@ -284,6 +332,13 @@ mod tests {
         assert_eq!(
             parse_proxy_request("h", "/ignored", Some(" product-7 ")).unwrap(),
             Purge::Tag("product-7".into())
+        );
+        assert_eq!(
+            parse_proxy_request("h", "/a//./b.jpg", None).unwrap(),
+            Purge::Url {
+                host: Some("h".into()),
+                path: "/a/b.jpg".into()
+            }
         );
         assert!(parse_proxy_request("h", "/", Some("a b")).is_err());
         assert!(parse_proxy_request("h", "/", Some("")).is_err());

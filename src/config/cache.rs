@@ -66,6 +66,16 @@ pub(super) fn validate_cache(c: RawCache, errs: &mut Errors) -> CacheSettings {
             "cache.lock_timeout".into(),
             errs,
         ),
+        max_variants: match c.max_variants {
+            Some(0) => {
+                errs.add(
+                    "cache.max_variants",
+                    "must be at least 1 (a URL that varies needs one variant to be cached)",
+                );
+                defaults::CACHE_MAX_VARIANTS
+            }
+            n => n.unwrap_or(defaults::CACHE_MAX_VARIANTS),
+        },
         sendfile_hits: c.sendfile_hits.unwrap_or(defaults::CACHE_SENDFILE_HITS),
         disk: c
             .disk

@@ -50,7 +50,11 @@ pub const CACHE_MAX_OBJECT_BYTES: u64 = 32 << 20;
 pub const CACHE_DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// TTL for 404/410 when the origin says nothing.
 pub const CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
-pub const CACHE_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
+/// Stale-while-revalidate for responses that neither grant nor forbid it: none, so stale
+/// content is served only when the origin says so (its `stale-while-revalidate`).
+pub const CACHE_STALE_WHILE_REVALIDATE: Duration = Duration::ZERO;
+/// `Vary` variants one URL may hold: enough for real negotiation, not for a header flood.
+pub const CACHE_MAX_VARIANTS: usize = 16;
 pub const CACHE_STALE_IF_ERROR: Duration = Duration::from_secs(86400);
 /// Serve memory hits with sendfile() (`cache.sendfile_hits`).
 pub const CACHE_SENDFILE_HITS: bool = true;

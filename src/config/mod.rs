@@ -210,6 +210,8 @@ pub struct CacheSettings {
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
     pub lock_timeout: Duration,
+    /// `Vary` variants one URL may hold.
+    pub max_variants: usize,
     /// Serve qualifying memory hits with `sendfile()` from a memfd copy (`cache::fastpath`).
     pub sendfile_hits: bool,
     /// The disk tier; `None`: memory only.

@@ -125,6 +125,7 @@ pub struct RawCache {
     pub stale_while_revalidate: Option<Quantity>,
     pub stale_if_error: Option<Quantity>,
     pub lock_timeout: Option<Quantity>,
+    pub max_variants: Option<usize>,
     pub sendfile_hits: Option<bool>,
     pub disk: Option<RawDisk>,
 }

@@ -30,15 +30,21 @@ impl Refusal {
     }
 }
 
-/// The request's Host (or the authority of an absolute-form target) without its port.
-pub fn request_host(req: &RequestHeader) -> String {
-    let raw = req
-        .headers
+/// The Host the client sent (or the authority of an absolute-form target), as received.
+fn raw_host(req: &RequestHeader) -> &str {
+    req.headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    routes::host_only(raw)
+        .unwrap_or("")
+        .trim()
+}
+
+/// The request's host as the cache key holds it and the origin is told it: lower-cased, a
+/// default port dropped, any other port kept (a response made for `host:31337` must never be
+/// served to `host`).
+pub fn request_host(req: &RequestHeader) -> String {
+    crate::cache::normalize_host(raw_host(req))
 }
 
 /// Everything `request_filter` checks before the rate limits. `Ok(true)`: an answer was sent
@@ -77,8 +83,10 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         return Err(r);
     }
     let host = request_host(req);
-    let path = req.uri.path();
-    let Some((idx, route)) = state.router.find(&host, path) else {
+    let path = crate::cache::normalize_path(req.uri.path());
+    let path = path.as_ref();
+    let route_host = routes::host_only(raw_host(req));
+    let Some((idx, route)) = state.router.find(&route_host, path) else {
         let msg = format!("no route for host {host:?} and path {path:?}");
         return Err(Refusal::new(404, msg));
     };
@@ -105,7 +113,8 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         Some(p) => p.forward_query.as_deref(),
         None => req.uri.query(),
     };
-    if route.strip_prefix || planned.is_some() {
+    // The origin is asked for exactly what the key names: the normal form of the path.
+    if route.strip_prefix || planned.is_some() || path != req.uri.path() {
         let mut uri = routes::upstream_path(route, path);
         let mut params: Vec<String> = query.map(str::to_string).into_iter().collect();
         if let (Some(p), true) = (&planned, route.forward_transform) {
@@ -123,6 +132,8 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         ctx.transform.source_key = format!("{host}\n{path}\n{}", query.unwrap_or(""));
     }
     ctx.transform.planned = planned;
+    ctx.request.path = path.to_string();
+    ctx.request.host = host;
     Ok(())
 }
 
@@ -188,13 +199,13 @@ pub async fn rate_limit(
     }
 }
 
-/// The cache key of a request (and the bytes the balancer hashes on).
+/// The cache key of a request (and the bytes the balancer hashes on): the host and path as
+/// admitted (`decide`), the query, the canonical transform.
 pub fn cache_key(req: &RequestHeader, ctx: &mut Ctx) -> CacheKey {
-    let host = request_host(req);
-    let (path, query) = (req.uri.path(), req.uri.query());
+    let (host, path, query) = (&ctx.request.host, &ctx.request.path, req.uri.query());
     let key = match &ctx.transform.planned {
         None => {
-            let key = crate::cache::key(&host, path, query, "");
+            let key = crate::cache::key(host, path, query, "");
             ctx.cache.lb_key = key.primary_key().to_vec();
             key
         }
@@ -202,9 +213,9 @@ pub fn cache_key(req: &RequestHeader, ctx: &mut Ctx) -> CacheKey {
             // Balance on what is produced, so a negotiated and a fixed request for the same
             // bytes go to the same shield (whose cache key is the fixed one).
             let forward = p.forward_query.as_deref();
-            let produced = crate::cache::key(&host, path, forward, p.produced());
+            let produced = crate::cache::key(host, path, forward, p.produced());
             ctx.cache.lb_key = produced.primary_key().to_vec();
-            crate::cache::key(&host, path, forward, &p.canonical)
+            crate::cache::key(host, path, forward, &p.canonical)
         }
     };
     ctx.cache.hash = Some(key.combined_bin());

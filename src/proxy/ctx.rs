@@ -10,6 +10,7 @@ use crate::upstream::deadline::{Deadlines, Expired};
 use bytes::Bytes;
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheKey;
+use pingora_http::ResponseHeader;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -25,6 +26,10 @@ pub struct Ctx {
 /// The request as `request_filter` admitted it.
 #[derive(Default)]
 pub struct RequestCtx {
+    /// The host as keyed and forwarded (lower-cased, default port dropped).
+    pub host: String,
+    /// The path in its one normal form (key, origin, purge, invalidation).
+    pub path: String,
     /// Index of the matched route.
     pub route: Option<usize>,
     /// `Access-Control-Allow-Origin` value, when the request's Origin is allowed.
@@ -62,6 +67,8 @@ pub struct CacheCtx {
     pub key: Option<CacheKey>,
     /// A normal memory hit qualifying for a sendfile copy was served: make it after.
     pub record_fast: bool,
+    /// The origin's 304 to a revalidation: its fields update the stored header.
+    pub not_modified: Option<Box<ResponseHeader>>,
 }
 
 /// The origin attempts of a miss: which peers were tried, and the state of the current one.

@@ -32,6 +32,7 @@
 //! ```
 
 mod admit;
+mod caching;
 mod ctx;
 pub mod forwarding;
 pub mod http_limits;
@@ -55,7 +56,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::upstreams::peer::HttpPeer;
-use pingora_cache::{CacheKey, NoCacheReason, RespCacheable};
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora_error::ErrorSource;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
@@ -191,12 +193,27 @@ impl ProxyHttp for ImgEdge {
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        if ctx.transform.refusal.is_some() {
-            return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
-        }
-        let req = session.req_header();
-        let authorization = req.headers.contains_key(http::header::AUTHORIZATION);
-        Ok(self.state.cache.cacheability(resp, authorization))
+        Ok(caching::cacheability(self.state, session, resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        caching::variance(meta, ctx, req)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(caching::hit_freshness(self.state, meta, ctx))
     }
 
     fn should_serve_stale(
@@ -206,8 +223,9 @@ impl ProxyHttp for ImgEdge {
         error: Option<&Error>,
     ) -> bool {
         match error {
-            // stale-while-revalidate: serve the stale entry while one request refreshes it.
-            None => self.state.cache.serve_stale_while_revalidate(),
+            // stale-while-revalidate: the entry's own window decides (`cache::freshness`: the
+            // origin's directive, or the configured one where nothing forbids it).
+            None => true,
             // stale-if-error: the origin is unreachable or failing.
             Some(e) => {
                 e.esource() == &ErrorSource::Upstream

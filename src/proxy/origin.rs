@@ -173,17 +173,19 @@ pub fn prepare_request(
     if let Some(stale) = session.cache.maybe_cache_meta() {
         crate::cache::revalidation_validators(stale.headers(), upstream_request);
     }
-    if let Some(host) = state.pool(ctx.request.route).and_then(Pool::host_override) {
-        upstream_request.insert_header(http::header::HOST, host)?;
+    // The origin is told the host exactly as the cache key holds it (lower-cased, default port
+    // dropped): a response made for one spelling is never served for another.
+    let host = Some(ctx.request.host.as_str()).filter(|h| !h.is_empty());
+    match state.pool(ctx.request.route).and_then(Pool::host_override) {
+        Some(o) => upstream_request.insert_header(http::header::HOST, o)?,
+        None => {
+            if let Some(h) = host {
+                upstream_request.insert_header(http::header::HOST, h)?;
+            }
+        }
     }
     if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
         let peer = client.ip();
-        let received = session.req_header();
-        let host = received
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| received.uri.authority().map(|a| a.as_str()));
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let hop = super::forwarding::Hop { peer, tls, host };
         let trusted = super::forwarding::is_trusted(&state.trusted_proxies, peer);

@@ -33,6 +33,10 @@ pub fn on_header(
         d.header_received();
     }
     super::transform::response::on_header(state, session, resp, ctx)?;
+    if status == 304 && session.cache.maybe_cache_meta().is_some() {
+        // A revalidation: its fields update the stored header (`caching::cacheability`).
+        ctx.cache.not_modified = Some(Box::new(resp.clone()));
+    }
     if let (Some(pool), Some(start)) = (state.pool(ctx.request.route), ctx.timing.upstream_start) {
         let label = ctx.origin.peer.as_deref().unwrap_or_default();
         METRICS
@@ -88,6 +92,7 @@ pub fn to_client(
         // Handing over to a new process: end keep-alive after this complete response.
         session.set_keepalive(None);
     }
+    super::caching::invalidate_after(state, session.req_header(), resp, ctx);
     ctx.cache.record_fast = label == "HIT"
         && state.cache.storage.fast.is_some()
         && resp.status == http::StatusCode::OK

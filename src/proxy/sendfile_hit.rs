@@ -92,6 +92,17 @@ pub async fn serve(state: &State, session: &mut Session, ctx: &mut Ctx) -> Resul
         ctx.cache.key = Some(key);
         return Ok(false);
     };
+    // Invalidated by an unsafe method since it was stored (its epoch is never later than
+    // that): the normal path revalidates it.
+    let (host, path) = (&ctx.request.host, &ctx.request.path);
+    if state
+        .cache
+        .invalidations
+        .is_invalidated(host, path, copy.epoch)
+    {
+        ctx.cache.key = Some(key);
+        return Ok(false);
+    }
     ctx.cache.enabled = true;
     ctx.cache.hash = Some(hash);
     // What Pingora's hit path and HTTP/1 writer do: Age, version, Accept-Ranges (a 200 with a
