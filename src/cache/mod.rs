@@ -91,7 +91,7 @@ impl Cache {
     }
 }
 
-/// The cache key: `host \n path \n normalized query` (the host lower-cased without a default
+/// The cache key: `host \n path \n normalized query` (the host lower-cased without its
 /// port, the query's `&`-separated pairs sorted, empty pairs dropped). `extra` carries anything
 /// else the response depends on (the canonical transform, once negotiated).
 pub fn key(host: &str, path: &str, query: Option<&str>, extra: &str) -> CacheKey {
@@ -106,11 +106,19 @@ pub fn key(host: &str, path: &str, query: Option<&str>, extra: &str) -> CacheKey
     CacheKey::new(primary, "")
 }
 
+/// The one form of a host for the key, the origin's `Host`, routes and purges: lower-cased,
+/// without its port (`[v6]:port` keeps the brackets).
 pub fn normalize_host(host: &str) -> String {
-    let h = host.to_ascii_lowercase();
-    match h.strip_suffix(":80").or_else(|| h.strip_suffix(":443")) {
-        Some(s) => s.to_string(),
-        None => h,
+    let h = host.trim().to_ascii_lowercase();
+    if h.starts_with('[') {
+        return match h.find(']') {
+            Some(i) => h[..=i].to_string(),
+            None => h,
+        };
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_string(),
+        _ => h,
     }
 }
 
@@ -256,7 +264,8 @@ mod tests {
     #[test]
     fn host_normalization() {
         assert_eq!(normalize_host("Example.COM:80"), "example.com");
-        assert_eq!(normalize_host("example.com:8080"), "example.com:8080");
+        assert_eq!(normalize_host("example.com:8080"), "example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
     }
 
     #[test]

@@ -47,8 +47,7 @@ impl Purge {
 
     /// The predicate over stored entries (their key is `host \n path \n query \n extra`).
     pub fn matcher(&self) -> Arc<Matcher> {
-        let host_ok =
-            |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| host_matches(w, got));
+        let host_ok = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
         match self.clone() {
             Purge::Url { host, path } => {
                 let host = host.map(|h| normalize_host(&h));
@@ -69,26 +68,6 @@ impl Purge {
             Purge::Tag(tag) => Arc::new(move |i: &EntryInfo| i.tags.contains(&tag)),
         }
     }
-}
-
-/// A purge naming a host without a port covers that host on every port (keys keep a
-/// non-default port, as it is forwarded to the origin); one naming a port covers only that one.
-fn host_matches(want: &str, got: &str) -> bool {
-    let want_has_port = if want.starts_with('[') {
-        want.contains("]:")
-    } else {
-        want.contains(':')
-    };
-    match got.strip_prefix(want) {
-        Some("") => true,
-        Some(rest) => !want_has_port && port_suffix(rest),
-        None => false,
-    }
-}
-
-fn port_suffix(s: &str) -> bool {
-    s.strip_prefix(':')
-        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `POST /purge` body: exactly one of `url`, `path`, `prefix`, `tag`; `host` narrows `path`
@@ -238,24 +217,6 @@ mod tests {
         }
         .matcher();
         assert!(!wrong_host(&plain));
-        let on_port = info(&key("img.example:8080", "/a/b.jpg", None, ""), &[]);
-        assert!(url(&on_port), "a port-less purge covers every port");
-        let port_only = |h: &str| {
-            Purge::Url {
-                host: Some(h.into()),
-                path: "/a/b.jpg".into(),
-            }
-            .matcher()
-        };
-        assert!(port_only("img.example:8080")(&on_port));
-        assert!(!port_only("img.example:8080")(&plain));
-        assert!(!port_only("img.example:9090")(&on_port));
-        assert!(
-            !port_only("img.ex")(&plain),
-            "no prefix match on host names"
-        );
-        let v6 = info(&key("[::1]:8080", "/a/b.jpg", None, ""), &[]);
-        assert!(port_only("[::1]")(&v6) && !port_only("[::1]:9")(&v6));
         let prefix = Purge::Prefix {
             host: None,
             prefix: "/a/".into(),

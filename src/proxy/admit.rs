@@ -40,9 +40,10 @@ fn raw_host(req: &RequestHeader) -> &str {
         .trim()
 }
 
-/// The request's host as the cache key holds it and the origin is told it: lower-cased, a
-/// default port dropped, any other port kept (a response made for `host:31337` must never be
-/// served to `host`).
+/// The request's host as the cache key holds it and the origin is told it: lower-cased, without
+/// its port. The key must hold exactly what the origin is told (a response made for
+/// `host:31337` must never be served to `host`); dropping the port keeps one entry per host
+/// across listeners (HTTP and HTTPS ports, a fleet's shields).
 pub fn request_host(req: &RequestHeader) -> String {
     crate::cache::normalize_host(raw_host(req))
 }
@@ -85,8 +86,7 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
     let host = request_host(req);
     let path = crate::cache::normalize_path(req.uri.path());
     let path = path.as_ref();
-    let route_host = routes::host_only(raw_host(req));
-    let Some((idx, route)) = state.router.find(&route_host, path) else {
+    let Some((idx, route)) = state.router.find(&host, path) else {
         let msg = format!("no route for host {host:?} and path {path:?}");
         return Err(Refusal::new(404, msg));
     };

@@ -6,9 +6,10 @@
 //!   address appended; from any other peer only the peer's address (a client could write
 //!   anything there, and origins that read the leftmost entry would believe it).
 //! - `Forwarded` (RFC 7239): same rule; the element appended is
-//!   `for=<peer>;proto=<http|https>;host=<Host as received>`, IPv6 quoted as `for="[::1]"`.
+//!   `for=<peer>;proto=<http|https>;host=<Host>`, IPv6 quoted as `for="[::1]"`.
 //! - `X-Forwarded-Proto` / `X-Forwarded-Host`: kept from a trusted peer, otherwise set from this
-//!   connection and the received `Host`; `X-Real-IP` from an untrusted peer is removed.
+//!   connection and the `Host` sent to the origin (lower-cased, without its port: what the cache
+//!   key holds); `X-Real-IP` from an untrusted peer is removed.
 //!
 //! Response: hop-by-hop fields of the origin's answer (`Connection` and the fields it names,
 //! `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `TE`, `Trailer`, `Upgrade`) are removed

@@ -173,8 +173,8 @@ pub fn prepare_request(
     if let Some(stale) = session.cache.maybe_cache_meta() {
         crate::cache::revalidation_validators(stale.headers(), upstream_request);
     }
-    // The origin is told the host exactly as the cache key holds it (lower-cased, default port
-    // dropped): a response made for one spelling is never served for another.
+    // The origin is told the host exactly as the cache key holds it (lower-cased, no port): a
+    // response made for one spelling (`host:31337`) is never served for another.
     let host = Some(ctx.request.host.as_str()).filter(|h| !h.is_empty());
     match state.pool(ctx.request.route).and_then(Pool::host_override) {
         Some(o) => upstream_request.insert_header(http::header::HOST, o)?,

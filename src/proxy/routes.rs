@@ -37,21 +37,6 @@ pub fn upstream_path(route: &Route, path: &str) -> String {
     }
 }
 
-/// Lower-cased host without its port (`[v6]:port` keeps the brackets).
-pub fn host_only(host: &str) -> String {
-    let h = host.trim().to_ascii_lowercase();
-    if h.starts_with('[') {
-        return match h.find(']') {
-            Some(i) => h[..=i].to_string(),
-            None => h,
-        };
-    }
-    match h.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_string(),
-        _ => h,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,12 +80,5 @@ mod tests {
             upstream_path(&route("/img/", None, false), "/img/a.jpg"),
             "/img/a.jpg"
         );
-    }
-
-    #[test]
-    fn hosts() {
-        assert_eq!(host_only("Example.com:8080"), "example.com");
-        assert_eq!(host_only("[::1]:80"), "[::1]");
-        assert_eq!(host_only("a.b"), "a.b");
     }
 }
