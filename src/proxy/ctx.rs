@@ -70,6 +70,8 @@ pub struct OriginCtx {
     pub attempts: usize,
     /// Peers that failed this request (not tried again by it).
     pub failed_peers: Vec<SocketAddr>,
+    /// Retries on reused connections that failed before a response (bounded).
+    pub stale_retries: usize,
     /// Hash of what the origin is asked for: the breaker counts one URL's failures once.
     pub url_key: u64,
     /// Label of the peer of the current attempt.

@@ -14,6 +14,12 @@ use pingora_http::RequestHeader;
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
+/// Retries per request on a reused keep-alive connection that failed before any response
+/// (most often the origin closed it while idle, just as the request went out). Bounded: an
+/// origin that drops every connection asking for one URL would otherwise get that request
+/// again on each idle connection of the pool.
+const STALE_RETRIES: usize = 2;
+
 /// Identifies what the origin is asked for (Host and target), so the circuit breaker can tell
 /// one URL failing again from the peer failing. The same in every request of the process.
 fn url_key(state: &State, session: &Session, ctx: &Ctx) -> u64 {
@@ -115,28 +121,39 @@ pub fn failed_while_proxying(
     let idempotent = req.method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
     let before_header = !ctx.origin.header_received;
     // A reused keep-alive connection that fails before any response is most often the origin
-    // having closed it while idle: retry on a fresh one, blame no one.
-    let stale_connection = client_reused && before_header && expired.is_none();
+    // having closed it while idle: retry on another connection, blame no one (a few times).
+    let stale_connection = client_reused
+        && before_header
+        && expired.is_none()
+        && ctx.origin.stale_retries < STALE_RETRIES;
     match ctx.origin.ticket.take() {
         Some(_) if stale_connection => {}
         Some(t) => t.failure(&e.to_string(), Evidence::Response(ctx.origin.url_key)),
         None => {}
     }
-    if !stale_connection {
-        if let Some(addr) = peer._address.as_inet() {
-            ctx.origin.failed_peers.push(*addr);
-        }
+    if stale_connection {
+        ctx.origin.stale_retries += 1;
+    } else if let Some(addr) = peer._address.as_inet() {
+        ctx.origin.failed_peers.push(*addr);
     }
-    let attempts_left = ctx.origin.attempts <= pool.retries();
-    let retry = idempotent && before_header && (stale_connection || attempts_left);
+    let retry = idempotent && before_header && (stale_connection || retry_left(pool, ctx));
     if retry {
         let (method, uri, name) = (&req.method, &req.uri, &pool.name);
-        log::info!(
-            "{method} {uri}: upstream {name} peer {label} failed ({e}); retrying on another peer"
-        );
+        let next = if stale_connection {
+            "a reused connection: retrying on another one"
+        } else {
+            "retrying on another peer"
+        };
+        log::info!("{method} {uri}: upstream {name} peer {label} failed ({e}); {next}");
     }
     e.set_retry(retry);
     e
+}
+
+/// A retry is allowed and has a peer to go to: with none left, the last failure is the answer
+/// (a timeout stays a 504 with its reason).
+fn retry_left(pool: &Pool, ctx: &Ctx) -> bool {
+    ctx.origin.failed_peers.len() <= pool.retries() && pool.has_untried(&ctx.origin.failed_peers)
 }
 
 /// A connection to the peer failed: report it, retry on another peer while retries are left.
@@ -159,7 +176,7 @@ pub fn failed_to_connect(
     if let Some(addr) = peer._address.as_inet() {
         ctx.origin.failed_peers.push(*addr);
     }
-    if ctx.origin.attempts <= pool.retries() {
+    if retry_left(pool, ctx) {
         e.set_retry(true);
     }
     e

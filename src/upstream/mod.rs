@@ -218,6 +218,18 @@ impl Pool {
         }
     }
 
+    /// Whether a peer that has not failed this request is left (a retry has somewhere to go).
+    pub fn has_untried(&self, failed: &[SocketAddr]) -> bool {
+        match &self.kind {
+            PoolKind::Dir { .. } => false,
+            PoolKind::Peers(p) => p
+                .balancer
+                .health()
+                .iter()
+                .any(|(b, _)| b.addr.as_inet().is_none_or(|a| !failed.contains(a))),
+        }
+    }
+
     /// First-byte and total deadlines of a response from this pool (`None` for `dir`).
     pub fn response_deadlines(&self) -> Option<(std::time::Duration, std::time::Duration)> {
         match &self.kind {
