@@ -303,7 +303,9 @@ fn a_single_peer_with_an_open_circuit_still_gets_requests_and_recovers() {
     bad.set(Fault::None);
     let r = get(&edge.url("/four"));
     assert_eq!((r.status, r.text()), (200, "x".to_string()));
-    eventually(5, "the circuit to close", || (state("closed") == 1.0).then_some(()));
+    eventually(5, "the circuit to close", || {
+        (state("closed") == 1.0).then_some(())
+    });
     let log = edge.log();
     assert_eq!(
         log.matches("every peer's circuit is open").count(),
