@@ -26,6 +26,7 @@ pub struct Metrics {
     pub peer_healthy: IntGaugeVec,
     pub circuit_state: IntGaugeVec,
     pub circuit_transitions: IntCounterVec,
+    pub circuit_bypassed: IntCounterVec,
     pub client_timeouts: IntCounterVec,
     pub cache_lookups: IntCounterVec,
     pub cache_insertions: IntCounter,
@@ -119,6 +120,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "imgedge_upstream_circuit_transitions_total",
             "Circuit breaker state changes, by the state entered",
             &["pool", "peer", "to"]
+        )?,
+        circuit_bypassed: register_int_counter_vec!(
+            "imgedge_upstream_circuit_bypassed_total",
+            "Requests sent to a peer with an open circuit because every peer of the pool was open",
+            &["pool", "peer"]
         )?,
         client_timeouts: register_int_counter_vec!(
             "imgedge_client_timeouts_total",
