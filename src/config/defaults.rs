@@ -61,6 +61,9 @@ pub const CACHE_DISK_MIN_BYTES: u64 = 1 << 20;
 /// `admin.allow_cidrs`: client networks that may use `/quota` and `/purge` on the admin listener
 /// without the token. Loopback only: whoever has a shell on the host may purge.
 pub const ADMIN_ALLOW_CIDRS: &[&str] = &["127.0.0.0/8", "::1/128"];
+/// `admin.hostnames`: the `Host` names the admin listener answers (IP literals always). A web
+/// page under any other name, rebound by DNS to the admin's address, is refused.
+pub const ADMIN_HOSTNAMES: &[&str] = &["localhost"];
 /// Shortest admin token accepted (it is a shared secret).
 pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 

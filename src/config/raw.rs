@@ -32,6 +32,7 @@ pub struct RawAdmin {
     pub token: Option<String>,
     pub token_file: Option<String>,
     pub allow_cidrs: Option<Vec<String>>,
+    pub hostnames: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

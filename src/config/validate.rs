@@ -152,6 +152,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     let admin_listen = admin::validate_listen(raw.admin.listen, &listen, errs);
     let admin_token = admin::validate_token(raw.admin.token, raw.admin.token_file, errs);
     let admin_allow_cidrs = admin::validate_allow_cidrs(raw.admin.allow_cidrs, errs);
+    let admin_hostnames = admin::validate_hostnames(raw.admin.hostnames, errs);
     let upstreams = upstreams::validate_upstreams(raw.upstreams, errs);
     let routes = routes::validate_routes(raw.routes, &upstreams, errs);
     let cache = cache::validate_cache(raw.cache, errs);
@@ -188,6 +189,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
             playground_origins,
             token: admin_token,
             allow_cidrs: admin_allow_cidrs,
+            hostnames: admin_hostnames,
         },
         upstreams,
         routes,

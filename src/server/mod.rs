@@ -224,6 +224,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         state,
         playground,
         access: crate::admin::Access::new(&config.admin),
+        guard: crate::admin::Guard::new(&config.admin),
     });
     // The admin listener's clients get the same header and keep-alive deadlines.
     let admin_app = downstream::ClientTimeouts::new(admin_app, config.client);
