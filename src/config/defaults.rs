@@ -80,6 +80,10 @@ pub const TRANSFORM_AVIF_SPEED: u8 = 10;
 pub const TRANSFORM_AUTO_AVIF: bool = true;
 /// `transform.signing.required`: configuring keys means unsigned transforms are refused.
 pub const SIGNING_REQUIRED: bool = true;
+/// `transform.signing.cover_host` / `cover_query`: off, so signatures made before they existed
+/// (path + canonical transform) keep verifying.
+pub const SIGNING_COVER_HOST: bool = false;
+pub const SIGNING_COVER_QUERY: bool = false;
 /// `tls.h2`: offer HTTP/2 on TLS listeners.
 pub const TLS_H2: bool = true;
 /// `http.max_url_bytes`: longer request targets get 414 (nginx's default buffer is 8 KiB).

@@ -164,6 +164,8 @@ pub struct RawSigning {
     pub keys: Option<Vec<String>>,
     pub key_files: Option<Vec<String>>,
     pub required: Option<bool>,
+    pub cover_host: Option<bool>,
+    pub cover_query: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

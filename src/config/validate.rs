@@ -295,6 +295,32 @@ bogus: 1
     }
 
     #[test]
+    fn admin_hostnames_and_signing_coverage() {
+        let base = "upstreams: {origin: {peers: [\"127.0.0.1:8081\"]}}\nroutes: [{prefix: /, upstream: origin}]\n";
+        let c = parse_str(base).unwrap();
+        assert_eq!(c.admin.hostnames, vec!["localhost"]);
+        let c = parse_str(&format!(
+            "{base}admin: {{hostnames: [\"Admin.Example.com.\", \"*\"]}}\ntransform: {{signing: {{keys: [\"0123456789abcdef\"], cover_host: true, cover_query: true}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.admin.hostnames, vec!["admin.example.com", "*"]);
+        let s = c.transform.signing.unwrap();
+        assert!(s.cover_host && s.cover_query);
+        let e = errors(&format!(
+            "{base}admin: {{hostnames: [\"ok\", \"a.example:9180\", \"http://x\"]}}\n"
+        ));
+        assert!(
+            e.iter().any(|x| x.starts_with("admin.hostnames[1]: ")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|x| x.starts_with("admin.hostnames[2]: ")),
+            "{e:?}"
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
     fn unknown_nested_key_has_path() {
         let e = errors(
             "upstreams: {o: {peers: [\"a:1\"], peer: 1}}\nroutes: [{prefix: /, upstream: o, cahce: false}]\n",
