@@ -65,6 +65,9 @@ pub const CACHE_DISK_MIN_BYTES: u64 = 1 << 20;
 /// `admin.allow_cidrs`: client networks that may use `/quota` and `/purge` on the admin listener
 /// without the token. Loopback only: whoever has a shell on the host may purge.
 pub const ADMIN_ALLOW_CIDRS: &[&str] = &["127.0.0.0/8", "::1/128"];
+/// `admin.hostnames`: the `Host` names the admin listener answers (IP literals always). A web
+/// page under any other name, rebound by DNS to the admin's address, is refused.
+pub const ADMIN_HOSTNAMES: &[&str] = &["localhost"];
 /// Shortest admin token accepted (it is a shared secret).
 pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 
@@ -81,6 +84,10 @@ pub const TRANSFORM_AVIF_SPEED: u8 = 10;
 pub const TRANSFORM_AUTO_AVIF: bool = true;
 /// `transform.signing.required`: configuring keys means unsigned transforms are refused.
 pub const SIGNING_REQUIRED: bool = true;
+/// `transform.signing.cover_host` / `cover_query`: off, so signatures made before they existed
+/// (path + canonical transform) keep verifying.
+pub const SIGNING_COVER_HOST: bool = false;
+pub const SIGNING_COVER_QUERY: bool = false;
 /// `tls.h2`: offer HTTP/2 on TLS listeners.
 pub const TLS_H2: bool = true;
 /// `http.max_url_bytes`: longer request targets get 414 (nginx's default buffer is 8 KiB).

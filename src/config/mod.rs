@@ -100,8 +100,12 @@ pub struct AdminSettings {
     pub allow_cidrs: Vec<ipnet::IpNet>,
     /// The try-it page at `/` of the admin listener.
     pub playground: bool,
-    /// Browser origins the proxy answers CORS for (the page fetches through the proxy).
+    /// Browser origins the proxy answers CORS for (the page fetches through the proxy); the
+    /// admin listener accepts requests from them too.
     pub playground_origins: Vec<String>,
+    /// `Host` names the admin listener answers (`admin.hostnames`; IP literals always), lower
+    /// case; `"*"`: any.
+    pub hostnames: Vec<String>,
 }
 
 /// Usage events published to a Redis Stream (`usage:` section).

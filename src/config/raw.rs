@@ -32,6 +32,7 @@ pub struct RawAdmin {
     pub token: Option<String>,
     pub token_file: Option<String>,
     pub allow_cidrs: Option<Vec<String>>,
+    pub hostnames: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +165,8 @@ pub struct RawSigning {
     pub keys: Option<Vec<String>>,
     pub key_files: Option<Vec<String>>,
     pub required: Option<bool>,
+    pub cover_host: Option<bool>,
+    pub cover_query: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

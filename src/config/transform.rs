@@ -138,7 +138,8 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
 }
 
 /// `transform.signing`: inline keys and/or key files (one key per file, surrounding whitespace
-/// ignored), each at least `MIN_KEY_BYTES` long.
+/// ignored), each at least `MIN_KEY_BYTES` long; what signatures cover besides path and
+/// transform.
 fn validate_signing(s: RawSigning, errs: &mut Errors) -> crate::signing::SigningSettings {
     use crate::signing::MIN_KEY_BYTES;
     let mut keys = Vec::new();
@@ -177,5 +178,7 @@ fn validate_signing(s: RawSigning, errs: &mut Errors) -> crate::signing::Signing
     crate::signing::SigningSettings {
         keys,
         required: s.required.unwrap_or(defaults::SIGNING_REQUIRED),
+        cover_host: s.cover_host.unwrap_or(defaults::SIGNING_COVER_HOST),
+        cover_query: s.cover_query.unwrap_or(defaults::SIGNING_COVER_QUERY),
     }
 }

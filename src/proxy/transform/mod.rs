@@ -16,7 +16,7 @@ use crate::image::params::{parse_query, Presets};
 use crate::image::pipeline::{self, Output};
 use crate::image::pool::{Permit, TransformPool};
 use crate::image::spec::{Limits, TransformSpec};
-use crate::signing::{SignatureError, Signer};
+use crate::signing::{SignatureError, Signed, Signer};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -177,26 +177,44 @@ impl Transformer {
             // Same bytes as the fixed format, but stored with `Vary: Accept`: its own entry.
             canonical.push_str(",auto");
         }
+        let forward_query = match self.signer {
+            // `exp=` belongs to the signature: neither the origin's nor the cache key's.
+            Some(_) => crate::signing::without_expiry(parsed.forward_query),
+            None => parsed.forward_query,
+        };
         Ok(Some(Planned {
             canonical,
             vary_accept: spec.format == FormatChoice::Auto,
             negotiated,
             spec,
-            forward_query: parsed.forward_query,
+            forward_query,
             signature: parsed.signature,
         }))
     }
 
-    /// Checks the URL's signature when signing is configured: `path` is the client's path.
-    pub fn verify_signature(&self, path: &str, planned: &Planned) -> Result<(), SignatureError> {
-        match &self.signer {
-            Some(s) => s.verify(
-                path,
-                &planned.spec.signed_form(),
-                planned.signature.as_deref(),
-            ),
-            None => Ok(()),
-        }
+    /// Checks the URL's signature (and expiry) when signing is configured: `host`, `path` and
+    /// `query` are the client's, as sent.
+    pub fn verify_signature(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        planned: &Planned,
+    ) -> Result<(), SignatureError> {
+        let Some(signer) = &self.signer else {
+            return Ok(());
+        };
+        let signed = Signed {
+            host,
+            path,
+            query: query.unwrap_or(""),
+            canonical: &planned.spec.signed_form(),
+        };
+        signer.verify(
+            &signed,
+            planned.signature.as_deref(),
+            crate::signing::unix_now(),
+        )
     }
 
     /// Decides from the origin's response header alone.
@@ -322,14 +340,33 @@ impl Transformer {
     }
 }
 
-/// The `sig=` for a URL (`path?query`), or why there is none (`imgedge sign`).
+/// What `imgedge sign` adds to the URL it is given.
+#[derive(Debug, Default, Clone)]
+pub struct SignOptions {
+    /// `exp=` to set (unix seconds), replacing one in the URL.
+    pub expires_at: Option<u64>,
+    /// The host to sign for when the URL names none (`--host`; for `cover_host`).
+    pub host: Option<String>,
+}
+
+/// The URL (`path?query`) with its `sig=`, or why there is none.
 pub fn sign_url(settings: &TransformSettings, url: &str) -> Result<String, String> {
-    let signer = Signer::new(
-        settings
-            .signing
-            .clone()
-            .ok_or("transform.signing is not configured")?,
-    );
+    sign_url_with(settings, url, &SignOptions::default())
+}
+
+/// `imgedge sign`: the URL with `exp=` (when asked) and its `sig=`, made as the proxy checks
+/// it under the configured coverage.
+pub fn sign_url_with(
+    settings: &TransformSettings,
+    url: &str,
+    opts: &SignOptions,
+) -> Result<String, String> {
+    let signing = settings
+        .signing
+        .clone()
+        .ok_or("transform.signing is not configured")?;
+    let cover_host = signing.cover_host;
+    let signer = Signer::new(signing);
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
     // `scheme://host/path` is signed for its path; a URL given as a path is signed whole, even
     // when the path itself holds "://" (`/img/http://origin/a.jpg`).
@@ -345,19 +382,43 @@ pub fn sign_url(settings: &TransformSettings, url: &str) -> Result<String, Strin
     } else {
         "/"
     };
+    let url_host = head[..path_start]
+        .split_once("://")
+        .map(|(_, authority)| authority.rsplit('@').next().unwrap_or(authority));
+    let host = match (url_host, opts.host.as_deref()) {
+        (Some(u), Some(o)) if !u.eq_ignore_ascii_case(o) => {
+            return Err(format!("--host {o} differs from the URL's host {u}"))
+        }
+        (Some(h), _) | (None, Some(h)) => h,
+        (None, None) if cover_host => {
+            return Err("transform.signing.cover_host is on: give the URL with its host (https://host/path?...) or --host".into())
+        }
+        (None, None) => "",
+    };
     let parsed = parse_query(Some(query), &settings.limits, &settings.presets)
         .map_err(|e| format!("invalid transform parameter: {e}"))?;
     let spec = parsed
         .transform
         .ok_or("the URL has no transform parameter: nothing to sign")?;
-    let sig = signer
-        .sign(path, &spec.signed_form())
-        .ok_or("transform.signing has no key")?;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("sig="))
+    let mut kept: Vec<String> = crate::signing::unsigned_pairs(query)
+        .filter(|p| opts.expires_at.is_none() || p.split_once('=').map_or(*p, |(k, _)| k) != "exp")
+        .map(str::to_string)
         .collect();
-    Ok(format!("{head}?{}&sig={sig}", kept.join("&")))
+    if let Some(at) = opts.expires_at {
+        kept.push(format!("exp={at}"));
+    }
+    let query = kept.join("&");
+    let signed = Signed {
+        host,
+        path,
+        query: &query,
+        canonical: &spec.signed_form(),
+    };
+    let sig = signer.sign(&signed).map_err(|e| match e {
+        SignatureError::Missing => "transform.signing has no key".to_string(),
+        e => e.to_string(),
+    })?;
+    Ok(format!("{head}?{query}&sig={sig}"))
 }
 
 #[cfg(test)]
@@ -442,6 +503,8 @@ mod tests {
         settings.signing = Some(crate::signing::SigningSettings {
             keys: vec![b"0123456789abcdef0123".to_vec()],
             required: true,
+            cover_host: false,
+            cover_query: false,
         });
         settings
     }
@@ -455,12 +518,11 @@ mod tests {
         let t = Transformer::new(&settings);
         let plan = |q: &str| t.plan(Some(q), None).unwrap().unwrap();
         let ok = plan(&format!("fit=cover&sig={sig}&width=300"));
-        assert!(t.verify_signature("/p/a.jpg", &ok).is_ok());
+        let verify = |p: &Planned| t.verify_signature("h", "/p/a.jpg", None, p);
+        assert!(verify(&ok).is_ok());
         let changed = plan(&format!("fit=cover&sig={sig}&width=301"));
-        assert!(t.verify_signature("/p/a.jpg", &changed).is_err());
-        assert!(t
-            .verify_signature("/p/a.jpg", &plan("w=300&fit=cover"))
-            .is_err());
+        assert!(verify(&changed).is_err());
+        assert!(verify(&plan("w=300&fit=cover")).is_err());
         assert!(sign_url(&settings, "/a.jpg?x=1").is_err());
     }
 
@@ -481,7 +543,45 @@ mod tests {
                 .plan(Some(&format!("w=10&sig={sig}")), None)
                 .unwrap()
                 .unwrap();
-            assert!(t.verify_signature(path, &plan).is_ok(), "{url}");
+            assert!(t.verify_signature("h", path, None, &plan).is_ok(), "{url}");
         }
+    }
+
+    /// `imgedge sign --expires/--host` under host and query coverage: what it prints verifies
+    /// for that host and query only, and `exp=` is taken out of the forwarded query.
+    #[test]
+    fn sign_url_with_expiry_and_coverage() {
+        let mut settings = signing_settings();
+        if let Some(s) = settings.signing.as_mut() {
+            s.cover_host = true;
+            s.cover_query = true;
+        }
+        let t = Transformer::new(&settings);
+        let now = crate::signing::unix_now();
+        let opts = SignOptions {
+            expires_at: Some(now + 60),
+            host: None,
+        };
+        let signed =
+            sign_url_with(&settings, "https://H.example/a.jpg?w=10&v=1&exp=1", &opts).unwrap();
+        let query = signed.split_once('?').unwrap().1;
+        assert!(
+            query.starts_with(&format!("w=10&v=1&exp={}&sig=", now + 60)),
+            "{signed}"
+        );
+        let plan = t.plan(Some(query), None).unwrap().unwrap();
+        assert_eq!(plan.forward_query.as_deref(), Some("v=1"));
+        let check = |host, q: &str| t.verify_signature(host, "/a.jpg", Some(q), &plan);
+        assert_eq!(check("h.example", query), Ok(()));
+        assert!(check("other.example", query).is_err());
+        assert!(check("h.example", &format!("{query}&x=1")).is_err());
+        // A path-only URL needs --host under cover_host; a --host that differs is an error.
+        assert!(sign_url(&settings, "/a.jpg?w=10").is_err());
+        let host = |h: &str| SignOptions {
+            expires_at: None,
+            host: Some(h.into()),
+        };
+        assert!(sign_url_with(&settings, "/a.jpg?w=10", &host("h.example")).is_ok());
+        assert!(sign_url_with(&settings, "http://a.example/a.jpg?w=10", &host("b")).is_err());
     }
 }
