@@ -77,6 +77,13 @@ pub const TRANSFORM_MAX_OUTPUT_PIXELS: u64 = 4096 * 4096;
 pub const TRANSFORM_MAX_SOURCE_BYTES: u64 = 32 << 20;
 /// 50 megapixels: larger sources are refused from their header, before decoding.
 pub const TRANSFORM_MAX_SOURCE_PIXELS: u64 = 50_000_000;
+/// `transform.max_memory_bytes`: 1 GiB. The costliest job the default limits admit (a 50 MP
+/// 16-bit PNG) peaks near 600 MB, so it fits, beside a few ordinary jobs
+/// (a 12 MP JPEG to 1200 px WebP holds ~40 MB). A fixed size rather than a share of RAM: the
+/// same config behaves the same on every host, and a container's RAM is not what /proc shows.
+pub const TRANSFORM_MAX_MEMORY_BYTES: u64 = 1 << 30;
+/// Smallest `transform.max_memory_bytes` accepted (a bare number is bytes, not megabytes).
+pub const TRANSFORM_MIN_MEMORY_BYTES: u64 = 1 << 20;
 pub const TRANSFORM_QUEUE: usize = 64;
 pub const TRANSFORM_QUALITY: u8 = 80;
 /// rav1e speed 10 (fastest): AVIF is still ~3x the cost of WebP at this speed.

@@ -235,6 +235,8 @@ pub struct TransformSettings {
     pub presets: crate::image::params::Presets,
     pub workers: usize,
     pub queue: usize,
+    /// Bytes transforms in flight may hold together (each reserves its estimated peak).
+    pub max_memory_bytes: u64,
     /// Whether `format=auto` may pick AVIF (slow to encode).
     pub auto_avif: bool,
     pub failure_ttl: Duration,

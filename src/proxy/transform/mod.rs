@@ -1,28 +1,31 @@
 //! Image transforms applied to origin responses before they are cached: what the URL asks for
 //! (`plan`), whether an origin response can be transformed (`inspect`), the bounded CPU pool
-//! (`reserve`, `run`), and a short memory of sources that failed, so repeats are answered up
-//! front. The pixel work itself lives in `crate::image` (`image::pipeline`), which knows nothing
-//! of the proxy. `response` makes a variant from an origin response on a miss.
+//! and memory budget (`reserve`, `run`), and a short memory of failures, so repeats are
+//! answered up front: per source what is the source's fault, per variant what only that
+//! variant hits (see [`Scope`]). The pixel work itself lives in `crate::image`
+//! (`image::pipeline`), which knows nothing of the proxy. `response` makes a variant from an
+//! origin response on a miss.
 
 pub mod response;
 
 use crate::config::TransformSettings;
-use crate::image::error::{ParamError, PoolError, TransformError};
+use crate::image::error::{BudgetError, ParamError, PoolError, TransformError};
 use crate::image::format::{
     negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated, OutputFormat,
     SourceFormat,
 };
 use crate::image::params::{parse_query, Presets};
 use crate::image::pipeline::{self, Output};
-use crate::image::pool::{Permit, TransformPool};
+use crate::image::pool::{MemoryBudget, Permit, TransformPool};
 use crate::image::spec::{Limits, TransformSpec};
+use crate::metrics::METRICS;
 use crate::signing::{SignatureError, Signed, Signer};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Most failed sources remembered at once (oldest dropped first).
+/// Most failures remembered at once (expired ones dropped first, then all).
 const MAX_FAILURES: usize = 10_000;
 /// Transform times remembered for cached variants (least recently used dropped first).
 const MAX_DURATIONS: usize = 16_384;
@@ -75,26 +78,81 @@ pub enum Failure {
     Image(#[from] TransformError),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    #[error(transparent)]
+    Memory(#[from] BudgetError),
+}
+
+/// Whom a failure is remembered for (`transform.failure_ttl`), so that a repeat is answered
+/// up front without asking the origin again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The source's fault (too large, too many pixels, corrupt, truncated, not an image):
+    /// every variant of it fails alike.
+    Source,
+    /// Only this variant (its canonical transform) fails: an output too large, an encoder
+    /// error, a memory need above the whole budget, a job that ran past `transform.timeout`
+    /// (it cannot be stopped: a repeat would start another copy of the same costly job).
+    /// Other variants of the source are still made.
+    Variant,
+    /// Not remembered: the server was busy (the job waited past its timeout for a worker or
+    /// for memory, and never ran), or shutting down.
+    None,
 }
 
 impl Failure {
-    /// 422 for a source we cannot use (too big, bomb, corrupt, truncated, not an image);
-    /// 500 when our side failed (encoder, pool).
+    /// 422 for what cannot be made from this source (too big, bomb, corrupt, truncated, not
+    /// an image, more memory than the whole budget); 503 when over time (retry later); 500
+    /// when our side failed (encoder, pool).
     pub fn status(&self) -> u16 {
         match self {
-            // Over its budget: our side is overloaded or the image too costly; retry later.
-            Failure::Pool(PoolError::TimedOut(_)) => 503,
+            Failure::Pool(PoolError::TimedOut(_) | PoolError::Expired(_)) => 503,
+            Failure::Memory(BudgetError::Busy { .. }) => 503,
+            Failure::Memory(BudgetError::NeverFits { .. }) => 422,
             Failure::Image(TransformError::Encode(_)) | Failure::Pool(_) => 500,
             Failure::Image(_) => 422,
         }
     }
 
-    /// Metric label: too_big | bomb | bad_data | encode | pool | timeout.
+    /// Metric label: too_big | bomb | bad_data | encode | pool | timeout | memory |
+    /// memory_wait.
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::Image(e) => e.reason(),
-            Failure::Pool(PoolError::TimedOut(_)) => "timeout",
+            Failure::Pool(PoolError::TimedOut(_) | PoolError::Expired(_)) => "timeout",
             Failure::Pool(_) => "pool",
+            Failure::Memory(BudgetError::NeverFits { .. }) => "memory",
+            Failure::Memory(BudgetError::Busy { .. }) => "memory_wait",
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        match self {
+            Failure::Image(TransformError::OutputTooLarge { .. } | TransformError::Encode(_)) => {
+                Scope::Variant
+            }
+            Failure::Image(_) => Scope::Source,
+            Failure::Pool(PoolError::TimedOut(_) | PoolError::Panicked(_)) => Scope::Variant,
+            Failure::Pool(PoolError::Expired(_) | PoolError::Shutdown) => Scope::None,
+            Failure::Memory(BudgetError::NeverFits { .. }) => Scope::Variant,
+            Failure::Memory(BudgetError::Busy { .. }) => Scope::None,
+        }
+    }
+}
+
+/// Where a request's failures are remembered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureKeys {
+    /// The origin resource: host, path, forwarded query.
+    pub source: String,
+    /// The source and the canonical transform made of it.
+    pub variant: String,
+}
+
+impl FailureKeys {
+    pub fn new(source_key: &str, planned: &Planned) -> FailureKeys {
+        FailureKeys {
+            source: format!("s\n{source_key}"),
+            variant: format!("v\n{source_key}\n{}", planned.produced()),
         }
     }
 }
@@ -109,6 +167,8 @@ pub struct Transformer {
     limits: Arc<Limits>,
     presets: Presets,
     pool: TransformPool,
+    /// `transform.max_memory_bytes`: each job reserves its estimated peak before decoding.
+    memory: MemoryBudget,
     /// Output formats `format=auto` may choose.
     auto_formats: Vec<OutputFormat>,
     failure_ttl: Duration,
@@ -137,6 +197,7 @@ impl Transformer {
             limits: Arc::new(s.limits.clone()),
             presets: s.presets.clone(),
             pool: TransformPool::new(s.workers, s.queue),
+            memory: MemoryBudget::new(s.max_memory_bytes),
             auto_formats,
             failure_ttl: s.failure_ttl,
             timeout: s.timeout,
@@ -264,10 +325,13 @@ impl Transformer {
         self.pool.try_reserve()
     }
 
-    /// Runs the transform into `out` on the pool and waits for it. Called from a synchronous
-    /// body filter: `block_in_place` lets the runtime move this worker's other tasks elsewhere
-    /// meanwhile. `declared` is the source format the `Content-Type` named (see [`Verdict`]):
-    /// a source whose bytes are of another format is transformed all the same, and logged.
+    /// Runs the transform into `out` on the pool and waits for it, within `transform.timeout`:
+    /// the header is read and the limits checked here (nothing decoded), the job's estimated
+    /// peak is reserved from the memory budget (waiting for running jobs if need be), then the
+    /// job is queued. Called from a synchronous body filter: `block_in_place` lets the runtime
+    /// move this worker's other tasks elsewhere meanwhile. `declared` is the source format the
+    /// `Content-Type` named (see [`Verdict`]): a source whose bytes are of another format is
+    /// transformed all the same, and logged.
     pub fn run(
         &self,
         permit: Permit,
@@ -276,19 +340,13 @@ impl Transformer {
         out: OutputFormat,
         declared: SourceFormat,
     ) -> Result<Output, Failure> {
-        let limits = Arc::clone(&self.limits);
-        let spec = spec.clone();
-        let job = move || pipeline::transform(&source, &spec, out, &limits);
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if multi_thread {
-            tokio::task::block_in_place(|| {
-                self.pool.run_blocking_timeout(permit, job, self.timeout)
-            })
+        let output = if multi_thread {
+            tokio::task::block_in_place(|| self.run_blocking(permit, source, spec, out))
         } else {
-            self.pool.run_blocking_timeout(permit, job, self.timeout)
-        };
-        let output = result??;
+            self.run_blocking(permit, source, spec, out)
+        }?;
         if output.source != declared {
             log::info!(
                 "transform source declared {} by its Content-Type is {}",
@@ -299,7 +357,47 @@ impl Transformer {
         Ok(output)
     }
 
-    pub fn remember_failure(&self, source_key: &str, status: u16, reason: &str) {
+    fn run_blocking(
+        &self,
+        permit: Permit,
+        source: Vec<u8>,
+        spec: &TransformSpec,
+        out: OutputFormat,
+    ) -> Result<Output, Failure> {
+        let started = Instant::now();
+        let prepared = pipeline::prepare(&source, spec, out, &self.limits)?;
+        let grant = self.memory.reserve(prepared.peak_bytes(), self.timeout)?;
+        if grant.waited {
+            METRICS.transform_memory_waits.inc();
+        }
+        let limits = Arc::clone(&self.limits);
+        let spec = spec.clone();
+        let job = move || {
+            // The reservation lasts as long as the job, even past its waiter's timeout.
+            let _grant = grant;
+            prepared.run(&source, &spec, &limits)
+        };
+        let left = self.timeout.saturating_sub(started.elapsed());
+        Ok(self.pool.run_blocking_timeout(permit, job, left)??)
+    }
+
+    /// Remembers a failure for `failure_ttl`, under the key its scope names.
+    pub fn remember(&self, keys: &FailureKeys, failure: &Failure) {
+        let key = match failure.scope() {
+            Scope::Source => &keys.source,
+            Scope::Variant => &keys.variant,
+            Scope::None => return,
+        };
+        self.remember_failure(key, failure.status(), &failure.to_string());
+    }
+
+    /// A failure of the source or of this variant seen within `failure_ttl`.
+    pub fn recent_failure_of(&self, keys: &FailureKeys) -> Option<(u16, String)> {
+        self.recent_failure(&keys.source)
+            .or_else(|| self.recent_failure(&keys.variant))
+    }
+
+    pub fn remember_failure(&self, key: &str, status: u16, reason: &str) {
         let mut f = self.failures.lock();
         let now = Instant::now();
         if f.len() >= MAX_FAILURES {
@@ -309,7 +407,7 @@ impl Transformer {
             }
         }
         f.insert(
-            source_key.to_string(),
+            key.to_string(),
             Remembered {
                 status,
                 reason: reason.to_string(),
@@ -318,17 +416,27 @@ impl Transformer {
         );
     }
 
-    /// A failure of this source seen within `failure_ttl`: `(status, reason)`.
-    pub fn recent_failure(&self, source_key: &str) -> Option<(u16, String)> {
+    /// A failure remembered under `key` within `failure_ttl`: `(status, reason)`.
+    pub fn recent_failure(&self, key: &str) -> Option<(u16, String)> {
         let mut f = self.failures.lock();
-        match f.get(source_key) {
+        match f.get(key) {
             Some(r) if r.until > Instant::now() => Some((r.status, r.reason.clone())),
             Some(_) => {
-                f.remove(source_key);
+                f.remove(key);
                 None
             }
             None => None,
         }
+    }
+
+    /// Bytes reserved by transforms in flight (`transform.max_memory_bytes`).
+    pub fn memory_reserved(&self) -> u64 {
+        self.memory.reserved()
+    }
+
+    /// Transforms waiting for memory.
+    pub fn memory_waiting(&self) -> usize {
+        self.memory.waiting()
     }
 
     pub fn queue_depth(&self) -> usize {
@@ -435,6 +543,7 @@ mod tests {
             presets: Presets::new(),
             workers: 1,
             queue: 1,
+            max_memory_bytes: defaults::TRANSFORM_MAX_MEMORY_BYTES,
             auto_avif: false,
             failure_ttl: defaults::TRANSFORM_FAILURE_TTL,
             timeout: defaults::TRANSFORM_TIMEOUT,
