@@ -26,11 +26,29 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print URL with its signature (`sig=`), made with the first of `transform.signing`'s keys
-    /// of the configuration (-c). URL: `/path?params` or `https://host/path?params`.
-    Sign { url: String },
+    /// of the configuration (-c), covering what it configures (path and transform; the host
+    /// with `cover_host`, the whole query with `cover_query`). URL: `/path?params` or
+    /// `https://host/path?params`.
+    Sign(SignArgs),
     /// Read the usage stream (as one consumer of a consumer group) and print totals:
     /// requests, bytes, transforms, cache hit ratio.
     Usage(UsageArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    pub url: String,
+    /// The URL expires SECONDS from now: adds `exp=` (unix seconds), which the signature
+    /// covers; the proxy answers 403 once it is past.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "expires_at")]
+    pub expires: Option<u64>,
+    /// The URL expires at this time (unix seconds): adds `exp=UNIX_SECONDS`.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub expires_at: Option<u64>,
+    /// The host the URL is signed for, when URL is a path (needed with
+    /// `transform.signing.cover_host`).
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

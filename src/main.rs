@@ -97,8 +97,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(Command::Sign { url }) = &cli.command {
-        return match imgedge::proxy::transform::sign_url(&config.transform, url) {
+    if let Some(Command::Sign(args)) = &cli.command {
+        let url = &args.url;
+        let opts = imgedge::proxy::transform::SignOptions {
+            expires_at: args.expires_at.or_else(|| {
+                args.expires
+                    .map(|s| imgedge::signing::unix_now().saturating_add(s))
+            }),
+            host: args.host.clone(),
+        };
+        return match imgedge::proxy::transform::sign_url_with(&config.transform, url, &opts) {
             Ok(signed) => {
                 println!("{signed}");
                 ExitCode::SUCCESS

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub peer_healthy: IntGaugeVec,
     pub circuit_state: IntGaugeVec,
     pub circuit_transitions: IntCounterVec,
+    pub circuit_bypassed: IntCounterVec,
     pub client_timeouts: IntCounterVec,
     pub cache_lookups: IntCounterVec,
     pub cache_insertions: IntCounter,
@@ -60,6 +61,9 @@ pub struct Metrics {
     pub transforms_refused: IntCounterVec,
     pub transform_queue_depth: IntGauge,
     pub transform_in_flight: IntGauge,
+    pub transform_memory_reserved: IntGauge,
+    pub transform_memory_waiting: IntGauge,
+    pub transform_memory_waits: IntCounter,
     pub ratelimit_decisions: IntCounterVec,
     pub ratelimit_redis_duration: Histogram,
     pub ratelimit_redis_errors: IntCounterVec,
@@ -119,6 +123,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "imgedge_upstream_circuit_transitions_total",
             "Circuit breaker state changes, by the state entered",
             &["pool", "peer", "to"]
+        )?,
+        circuit_bypassed: register_int_counter_vec!(
+            "imgedge_upstream_circuit_bypassed_total",
+            "Requests sent to a peer with an open circuit because every peer of the pool was open",
+            &["pool", "peer"]
         )?,
         client_timeouts: register_int_counter_vec!(
             "imgedge_client_timeouts_total",
@@ -250,7 +259,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         transforms_refused: register_int_counter_vec!(
             "imgedge_transforms_refused_total",
-            "Transforms refused or failed, by reason (too_big, bomb, bad_data, encode, pool, timeout, queue_full, remembered)",
+            "Transforms refused or failed, by reason (too_big, bomb, bad_data, encode, pool, timeout, memory, memory_wait, queue_full, remembered)",
             &["reason"]
         )?,
         transform_queue_depth: register_int_gauge!(
@@ -260,6 +269,18 @@ fn build() -> Result<Metrics, prometheus::Error> {
         transform_in_flight: register_int_gauge!(
             "imgedge_transform_in_flight",
             "Transform jobs running"
+        )?,
+        transform_memory_reserved: register_int_gauge!(
+            "imgedge_transform_memory_reserved_bytes",
+            "Estimated peak bytes reserved by transforms in flight (within transform.max_memory_bytes)"
+        )?,
+        transform_memory_waiting: register_int_gauge!(
+            "imgedge_transform_memory_waiting",
+            "Transforms waiting for memory (transform.max_memory_bytes) now"
+        )?,
+        transform_memory_waits: register_int_counter!(
+            "imgedge_transform_memory_waits_total",
+            "Transforms that waited for others to give back memory (transform.max_memory_bytes) before running"
         )?,
         ratelimit_decisions: register_int_counter_vec!(
             "imgedge_ratelimit_decisions_total",

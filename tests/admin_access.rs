@@ -55,7 +55,8 @@ fn get(from: &str, port: u16, target: &str, auth: Option<&str>) -> Answer {
 }
 
 fn purge(from: &str, port: u16, auth: Option<&str>) -> Answer {
-    let h: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    let mut h: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    h.push(("Content-Type", "application/json"));
     request(from, port, "POST", "/purge", &h, r#"{"prefix": "/"}"#)
 }
 
@@ -165,4 +166,146 @@ fn admin_listener_defaults_to_loopback() {
     let d = imgedge::config::parse_str(imgedge::config::EMBEDDED_DEFAULT).unwrap();
     let addr: SocketAddr = d.admin.listen.parse().unwrap();
     assert!(addr.ip().is_loopback(), "{addr}");
+}
+
+/// One request written by hand with exactly these header lines (`Host` included).
+fn raw(port: u16, method: &str, target: &str, lines: &[(&str, &str)], body: &str) -> Answer {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in lines {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (status, text) = common::exchange(s, &req);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Answer {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+/// An edge whose origin serves a cacheable `/a.jpg`, fetched once so that it is cached.
+fn cached_edge(origin: &Origin, admin_extra: &str) -> Edge {
+    origin.route(
+        "/a.jpg",
+        common::Reply::ok("image/jpeg", common::fixture("meadow_640.jpg"))
+            .header("Cache-Control", "max-age=600"),
+    );
+    let edge = Edge::start_with_admin(&body(origin), admin_extra);
+    common::get(&edge.url("/a.jpg"));
+    assert_eq!(common::get(&edge.url("/a.jpg")).cache(), "HIT");
+    edge
+}
+
+fn still_cached(edge: &Edge, what: &str) {
+    assert_eq!(
+        common::get(&edge.url("/a.jpg")).cache(),
+        "HIT",
+        "{what}: the entry must not have been purged"
+    );
+}
+
+const PURGE_ALL: &str = r#"{"prefix": "/"}"#;
+
+/// A web page can POST `text/plain` (or a form) anywhere without a CORS preflight: `/purge`
+/// takes only `application/json`, and no request from a foreign `Origin`.
+#[test]
+fn cross_site_purges_are_refused() {
+    let origin = Origin::start();
+    let edge = cached_edge(&origin, "");
+    let port = edge.admin_port;
+    let host = format!("127.0.0.1:{port}");
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut h = vec![("Host", host.as_str())];
+        h.extend(ct.map(|c| ("Content-Type", c)));
+        let a = raw(port, "POST", "/purge", &h, PURGE_ALL);
+        assert_eq!(a.status, 415, "{ct:?}: {}", a.body);
+        assert!(a.body.contains("application/json"), "{}", a.body);
+        still_cached(&edge, &format!("Content-Type {ct:?}"));
+    }
+    // JSON from a foreign page (it would need a preflight, but refuse it anyway): 403.
+    for foreign in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        let h = [
+            ("Host", host.as_str()),
+            ("Content-Type", "application/json"),
+            ("Origin", foreign),
+        ];
+        let a = raw(port, "POST", "/purge", &h, PURGE_ALL);
+        assert_eq!(a.status, 403, "Origin {foreign}: {}", a.body);
+        assert!(a.body.contains("Origin"), "{}", a.body);
+        still_cached(&edge, &format!("Origin {foreign}"));
+        let h = [("Host", host.as_str()), ("Origin", foreign)];
+        let a = raw(port, "GET", "/metrics", &h, "");
+        assert_eq!(a.status, 403, "GET /metrics, Origin {foreign}: {}", a.body);
+    }
+    // The admin's own origin (the try-it page) and a JSON type with parameters are fine.
+    let own = format!("http://{host}");
+    let h = [
+        ("Host", host.as_str()),
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Origin", own.as_str()),
+    ];
+    let a = raw(port, "POST", "/purge", &h, PURGE_ALL);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(common::get(&edge.url("/a.jpg")).cache(), "MISS");
+}
+
+/// DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 reaches the admin
+/// listener with `Host: evil.example`. Only the admin's names (and IP literals) are served.
+#[test]
+fn only_the_admin_host_names_are_served() {
+    let origin = Origin::start();
+    let edge = cached_edge(&origin, "");
+    let port = edge.admin_port;
+    for path in ["/metrics", "/quota?key=x", "/healthz", "/"] {
+        for host in [
+            "evil.example".to_string(),
+            format!("evil.example:{port}"),
+            format!("localhost.evil.example:{port}"),
+        ] {
+            let a = raw(port, "GET", path, &[("Host", &host)], "");
+            assert_eq!(a.status, 403, "{path} with Host {host}: {}", a.body);
+            assert!(a.body.contains("admin.hostnames"), "{}", a.body);
+            assert!(!a.body.contains("imgedge_"), "no metrics leak: {}", a.body);
+        }
+        for host in [
+            format!("localhost:{port}"),
+            "LOCALHOST".to_string(),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+        ] {
+            let a = raw(port, "GET", path, &[("Host", &host)], "");
+            assert_eq!(a.status, 200, "{path} with Host {host}: {}", a.body);
+        }
+    }
+    let h = [
+        ("Host", "evil.example"),
+        ("Content-Type", "application/json"),
+    ];
+    let a = raw(port, "POST", "/purge", &h, PURGE_ALL);
+    assert_eq!(a.status, 403, "{}", a.body);
+    still_cached(&edge, "Host evil.example");
+}
+
+#[test]
+fn configured_admin_host_names() {
+    let origin = Origin::start();
+    let edge = Edge::start_with_admin(&body(&origin), "hostnames: [\"admin.internal\"]");
+    let port = edge.admin_port;
+    let a = raw(port, "GET", "/metrics", &[("Host", "admin.internal")], "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = raw(port, "GET", "/metrics", &[("Host", "localhost")], "");
+    assert_eq!(a.status, 403, "the list replaces the default: {}", a.body);
+    let a = raw(port, "GET", "/metrics", &[("Host", "127.0.0.1")], "");
+    assert_eq!(a.status, 200, "{}", a.body);
 }

@@ -33,7 +33,13 @@ fn raw(
 }
 
 fn purge(edge: &Edge, json: &str) -> u64 {
-    let (status, body) = raw(edge.admin_port, "POST", "/purge", &[], json);
+    let (status, body) = raw(
+        edge.admin_port,
+        "POST",
+        "/purge",
+        &[("Content-Type", "application/json")],
+        json,
+    );
     assert_eq!(status, 200, "{json}: {body}");
     let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     v["purged"].as_u64().unwrap()
@@ -469,7 +475,13 @@ fn purge_by_url_prefix_and_tag_from_both_tiers() {
     );
 
     // Bad requests are explained.
-    let (status, body) = raw(edge.admin_port, "POST", "/purge", &[], r#"{"prefix": "a"}"#);
+    let (status, body) = raw(
+        edge.admin_port,
+        "POST",
+        "/purge",
+        &[("Content-Type", "application/json")],
+        r#"{"prefix": "a"}"#,
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("must start with '/'"), "{body}");
     let (status, _) = raw(edge.admin_port, "GET", "/purge", &[], "");

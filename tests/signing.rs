@@ -95,3 +95,176 @@ fn sign_explains_what_it_cannot_sign() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("transform.signing is not configured"));
 }
+
+/// A config whose `transform.signing` mapping gets `extra` (`, cover_host: true`, ...).
+fn config_with(origin: &Origin, extra: &str) -> String {
+    format!(
+        "upstreams:\n  origin: {{peers: [\"{}\"]}}\nroutes:\n  - {{prefix: /, upstream: origin}}\ntransform:\n  signing: {{keys: [\"{NEW_KEY}\"], required: true{extra}}}\n",
+        origin.peer(),
+    )
+}
+
+/// `imgedge sign -c FILE ARGS...` with `config`; the printed URL.
+fn sign_args(dir: &std::path::Path, config: &str, args: &[&str]) -> String {
+    let path = dir.join("sign-args.yaml");
+    std::fs::write(&path, format!("listen: [\"127.0.0.1:1\"]\n{config}")).unwrap();
+    let out = Command::new(bin())
+        .args(["sign", "-c"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// HMAC-SHA256 of `message` with `key`, as `sig=` carries it.
+fn hmac_sig(key: &str, message: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    m.update(message.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One GET with this `Host`, written by hand; status and body.
+fn get_host(port: u16, host: &str, target: &str) -> (u16, String) {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (status, text) = exchange(
+        s,
+        &format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    );
+    (
+        status,
+        text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string(),
+    )
+}
+
+#[test]
+fn signed_urls_expire() {
+    let origin = Origin::start();
+    origin.route("/a.jpg", Reply::ok("image/jpeg", fixture("meadow_640.jpg")));
+    let config = config_with(&origin, "");
+    let edge = Edge::start(&config);
+    let tmp = tempfile::tempdir().unwrap();
+    let now = unix_now();
+
+    // A signature over path and transform (the format of before) keeps verifying...
+    let old = hmac_sig(NEW_KEY, "/a.jpg\nw=200");
+    assert_eq!(
+        get(&edge.url(&format!("/a.jpg?w=200&sig={old}"))).status,
+        200
+    );
+    // ...but an exp= added to it is not covered by it: refused, not served.
+    let past = now - 60;
+    let r = get(&edge.url(&format!("/a.jpg?w=200&exp={past}&sig={old}")));
+    assert_eq!(
+        r.status,
+        403,
+        "an exp= the signature does not cover: {}",
+        r.text()
+    );
+
+    // exp covered by the signature: past -> 403 naming the expiry; future -> served.
+    let sig = hmac_sig(NEW_KEY, &format!("/a.jpg\nw=200\nexp={past}"));
+    let r = get(&edge.url(&format!("/a.jpg?w=200&exp={past}&sig={sig}")));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("expired"), "{}", r.text());
+    let later = now + 600;
+    let sig = hmac_sig(NEW_KEY, &format!("/a.jpg\nw=200\nexp={later}"));
+    let r = get(&edge.url(&format!("/a.jpg?w=200&exp={later}&sig={sig}")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.cache(), "HIT", "exp= is not part of the cache key");
+    // Changing exp breaks the signature.
+    let r = get(&edge.url(&format!("/a.jpg?w=200&exp={}&sig={sig}", later + 1)));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("does not match"), "{}", r.text());
+
+    // `imgedge sign --expires 3600` makes a URL that verifies; --expires-at in the past one
+    // that is refused as expired.
+    let signed = sign_args(tmp.path(), &config, &["--expires", "3600", "/a.jpg?w=300"]);
+    assert!(signed.contains("&exp="), "{signed}");
+    let r = get(&edge.url(&signed));
+    assert_eq!(r.status, 200, "{signed}: {}", r.text());
+    let at = (now - 10).to_string();
+    let signed = sign_args(tmp.path(), &config, &["--expires-at", &at, "/a.jpg?w=300"]);
+    let r = get(&edge.url(&signed));
+    assert_eq!(r.status, 403, "{signed}: {}", r.text());
+    assert!(r.text().contains("expired"), "{}", r.text());
+    // exp= is never forwarded to the origin.
+    assert_eq!(origin.total_hits(), origin.hits("/a.jpg"));
+}
+
+#[test]
+fn signatures_can_cover_the_host_and_the_whole_query() {
+    let origin = Origin::start();
+    origin.route("/a.jpg", Reply::ok("image/jpeg", fixture("meadow_640.jpg")));
+    origin.route(
+        "/a.jpg?v=2",
+        Reply::ok("image/jpeg", fixture("meadow_640.jpg")),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Host coverage: the signature holds for the host it was made for only.
+    let config = config_with(&origin, ", cover_host: true");
+    let edge = Edge::start(&config);
+    let signed = sign_args(tmp.path(), &config, &["http://img.a.example/a.jpg?w=200"]);
+    let target = signed.strip_prefix("http://img.a.example").unwrap();
+    let (status, body) = get_host(edge.port, "img.a.example", target);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get_host(edge.port, "IMG.A.example:8080", target);
+    assert_eq!(
+        status, 200,
+        "host names compare without case and port: {body}"
+    );
+    let (status, body) = get_host(edge.port, "img.b.example", target);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("does not match"), "{body}");
+    // A path-only URL needs --host to be signed for one.
+    let signed = sign_args(
+        tmp.path(),
+        &config,
+        &["--host", "img.b.example", "/a.jpg?w=200"],
+    );
+    assert_eq!(get_host(edge.port, "img.b.example", &signed).0, 200);
+    assert_eq!(get_host(edge.port, "img.a.example", &signed).0, 403);
+    drop(edge);
+
+    // Query coverage: any added, removed or changed parameter breaks the signature.
+    let config = config_with(&origin, ", cover_query: true");
+    let edge = Edge::start(&config);
+    let signed = sign_args(
+        tmp.path(),
+        &config,
+        &["--expires", "600", "/a.jpg?w=200&v=2"],
+    );
+    let r = get(&edge.url(&signed));
+    assert_eq!(r.status, 200, "{signed}: {}", r.text());
+    for tampered in [
+        format!("{signed}&x=1"),
+        signed.replace("v=2", "v=3"),
+        signed.replace("v=2&", ""),
+    ] {
+        let r = get(&edge.url(&tampered));
+        assert_eq!(r.status, 403, "{tampered}: {}", r.text());
+    }
+    drop(edge);
+
+    // Without coverage (the default) an added parameter is not part of the signature.
+    let config = config_with(&origin, "");
+    let edge = Edge::start(&config);
+    let signed = sign_args(tmp.path(), &config, &["/a.jpg?w=200"]);
+    assert_eq!(get(&edge.url(&signed)).status, 200);
+    assert_eq!(get(&edge.url(&format!("{signed}&v=2"))).status, 200);
+}

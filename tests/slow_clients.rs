@@ -127,3 +127,94 @@ fn idle_keepalive_connection_is_closed_at_the_keepalive_timeout() {
         "closed after {took:?}"
     );
 }
+
+/// Sends `head` at once, then trickles header bytes every 100 ms (at most ~6 s, so a server
+/// that never cuts it still ends the test); returns what arrived and when the server closed.
+fn trickle_after(port: u16, head: &'static [u8]) -> (String, Duration) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let started = Instant::now();
+    s.write_all(head).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for b in b"X-Slow: ".iter().chain([b'a'; 52].iter()) {
+            if s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let out = read_until_closed(&mut reader, started);
+    let _ = writer.join();
+    out
+}
+
+fn assert_cut_at_header_timeout((reply, took): (String, Duration), what: &str) {
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "{what}: cut after {took:?}: {reply}"
+    );
+    assert!(reply.starts_with("HTTP/1.1 408"), "{what}: {reply}");
+}
+
+/// A space (or DEL) in the target makes httparse refuse the request line while Pingora escapes
+/// it and goes on reading: the header deadline must hold all the same.
+#[test]
+fn a_request_line_the_parser_refuses_does_not_escape_the_header_timeout() {
+    let origin = Origin::start();
+    origin.route("/ok", Reply::ok("text/plain", "ok"));
+    let edge = edge(&origin);
+    let got = trickle_after(edge.port, b"GET /a b HTTP/1.1\r\nHost: localhost\r\n");
+    assert_cut_at_header_timeout(got, "space in the target");
+    let got = trickle_after(edge.port, b"GET /a\x7fb HTTP/1.1\r\nHost: localhost\r\n");
+    assert_cut_at_header_timeout(got, "DEL in the target");
+    // Sent whole and at once, such a request is still served as before (Pingora escapes it).
+    let s = TcpStream::connect(("127.0.0.1", edge.port)).unwrap();
+    let (status, _) = exchange(
+        s,
+        "GET /o k HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_ne!(status, 0);
+    assert!(status < 500, "{status}");
+    assert_eq!(get(&edge.url("/ok")).status, 200);
+}
+
+/// The admin listener keeps the same deadlines as the proxy's (`client` section).
+#[test]
+fn the_admin_listener_has_the_client_timeouts_too() {
+    let origin = Origin::start();
+    let edge = edge(&origin);
+    let got = trickle_after(
+        edge.admin_port,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
+    );
+    assert_cut_at_header_timeout(got, "admin slowloris");
+    let got = trickle_after(edge.admin_port, b"GET /a b HTTP/1.1\r\nHost: localhost\r\n");
+    assert_cut_at_header_timeout(got, "admin, space in the target");
+    // A silent client is closed at the header timeout; an idle keep-alive one at keepalive.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", edge.admin_port)).unwrap();
+    let (reply, took) = read_until_closed(&mut s, started);
+    assert_eq!(reply, "");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "silent admin client closed after {took:?}"
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", edge.admin_port)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while !String::from_utf8_lossy(&got).ends_with("ok\n") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let started = Instant::now();
+    let (rest, took) = read_until_closed(&mut s, started);
+    assert_eq!(rest, "");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+        "idle admin connection closed after {took:?}"
+    );
+}

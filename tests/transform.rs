@@ -344,3 +344,185 @@ fn full_transform_queue_is_a_503_before_the_origin() {
     assert_eq!(first.join().unwrap().status, 200);
     assert!(edge.metric("imgedge_transforms_refused_total{reason=\"queue_full\"}") >= 1.0);
 }
+
+/// An origin serving `meadow_640.jpg` as `/photo.jpg`, and an edge with `transform` settings.
+fn photo_edge(transform: &str) -> (Origin, Edge) {
+    let origin = Origin::start();
+    origin.route(
+        "/photo.jpg",
+        Reply::ok("image/jpeg", fixture("meadow_640.jpg")),
+    );
+    let edge = Edge::start(&format!(
+        "upstreams:\n  origin: {{peers: [\"{}\"]}}\nroutes:\n  - {{prefix: /, upstream: origin}}\ntransform: {{{transform}}}\n",
+        origin.peer()
+    ));
+    (origin, edge)
+}
+
+/// A costly variant of the photo: a 2000x2000 AVIF at quality 100 (about a second of CPU).
+fn costly(i: u32) -> String {
+    format!(
+        "/photo.jpg?w={}&h=2000&fit=cover&format=avif&q=100",
+        2000 + i
+    )
+}
+
+fn wait_for_idle_pool(edge: &Edge) {
+    eventually(120, "the transform pool to drain", || {
+        let idle = edge.metric("imgedge_transform_in_flight") == 0.0
+            && edge.metric("imgedge_transform_queue_depth") == 0.0;
+        idle.then_some(())
+    });
+}
+
+/// Issue 18, item 7: timeouts are remembered for the variant that ran past the timeout, never
+/// for the source: other variants of the photo are still made.
+#[test]
+fn timed_out_variants_do_not_block_other_variants_of_the_source() {
+    let (origin, edge) = photo_edge("timeout: 300ms, workers: 2, failure_ttl: 120s");
+    // One costly variant first (it runs, and runs on past its timeout), then seven at once
+    // (one runs, the others time out waiting for a worker).
+    let answer = |path: String| match try_get_with(&edge.url(&path), &[]) {
+        Ok(r) => r.status,
+        Err(_) => 0, // aborted after the status line: documented
+    };
+    assert!(matches!(answer(costly(0)), 503 | 0));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..8).map(|i| s.spawn(move || answer(costly(i)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|s| matches!(s, 503 | 0)),
+        "the costly variants time out: {statuses:?}"
+    );
+    wait_for_idle_pool(&edge);
+    let hits = origin.hits("/photo.jpg");
+    // A cheap variant of the same photo is made.
+    let r = get(&edge.url("/photo.jpg?w=32&format=jpeg"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(decode(&r).width(), 32);
+    assert_eq!(origin.hits("/photo.jpg"), hits + 1);
+    // The variant that ran past its timeout is answered up front, without the origin.
+    let r = get(&edge.url(&costly(0)));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("transform.timeout"), "{}", r.text());
+    assert_eq!(origin.hits("/photo.jpg"), hits + 1);
+}
+
+/// Issue 18, item 7: what is the source's fault is still remembered for the source: any other
+/// variant of a truncated image is a 422 up front, without asking the origin again.
+#[test]
+fn a_bad_source_is_refused_for_every_variant() {
+    let (origin, edge) = setup("");
+    match try_get_with(&edge.url("/truncated.jpg?width=100"), &[]) {
+        Ok(r) => assert_eq!(r.status, 422, "{}", r.text()),
+        Err(e) => eprintln!("first answer aborted as documented ({e})"),
+    }
+    for q in [
+        "width=200&format=webp",
+        "height=50",
+        "preset=thumb&format=png",
+    ] {
+        let r = get(&edge.url(&format!("/truncated.jpg?{q}")));
+        assert_eq!(r.status, 422, "{q}: {}", r.text());
+        assert!(r.text().contains("truncated"), "{q}: {}", r.text());
+    }
+    assert_eq!(origin.hits("/truncated.jpg"), 1);
+}
+
+/// A 16-bit RGBA PNG of one colour: `w` x `h` pixels in very few bytes.
+fn deep_png(w: u32, h: u32) -> Vec<u8> {
+    let img: image::ImageBuffer<image::Rgba<u16>, Vec<u16>> =
+        image::ImageBuffer::from_pixel(w, h, image::Rgba([1000, 30000, 50000, 65535]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::from(img)
+        .write_to(&mut out, ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// Issue 18, item 9: a job whose estimated peak is above the whole `max_memory_bytes` is
+/// refused with its reason from the header, before its ~100 MB of pixels are decoded.
+#[test]
+fn a_job_that_could_never_fit_the_memory_budget_is_refused_before_decoding() {
+    let origin = Origin::start();
+    let png = deep_png(3000, 3000);
+    assert!(png.len() < 500_000, "{} bytes", png.len());
+    origin.route("/deep.png", Reply::ok("image/png", png));
+    let edge = Edge::start(&format!(
+        "upstreams:\n  origin: {{peers: [\"{}\"]}}\nroutes:\n  - {{prefix: /, upstream: origin}}\ntransform: {{max_memory_bytes: 32MiB}}\n",
+        origin.peer()
+    ));
+    let rss = || edge.metric("imgedge_process_resident_bytes");
+    let before = rss();
+    let reason = "above transform.max_memory_bytes";
+    match try_get_with(&edge.url("/deep.png?width=100"), &[]) {
+        Ok(r) => {
+            assert_eq!(r.status, 422, "{}", r.text());
+            assert!(r.text().contains(reason), "{}", r.text());
+        }
+        Err(e) => eprintln!("first answer aborted as documented ({e})"),
+    }
+    // Decoding would have held 72 MB of 16-bit pixels (jemalloc keeps freed pages ~10 s).
+    let grown = rss() - before;
+    assert!(
+        grown < 40e6,
+        "RSS grew by {grown} bytes: the image was decoded"
+    );
+    assert_eq!(
+        edge.metric("imgedge_transforms_refused_total{reason=\"memory\"}"),
+        1.0
+    );
+    assert_eq!(edge.metric("imgedge_transform_memory_reserved_bytes"), 0.0);
+    // The repeat: the same answer up front (for this variant).
+    let r = get(&edge.url("/deep.png?width=100"));
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains(reason), "{}", r.text());
+    assert_eq!(origin.hits("/deep.png"), 1);
+}
+
+/// The estimate the edge reserves for `query` on `meadow_640.jpg` (the library's own).
+fn estimate(query: &str) -> u64 {
+    use imgedge::image::{format::OutputFormat, params, pipeline, spec::Limits};
+    let limits = Limits::default();
+    let spec = params::parse_query(Some(query), &limits, &params::Presets::new())
+        .unwrap()
+        .transform
+        .unwrap();
+    let src = fixture("meadow_640.jpg");
+    pipeline::prepare(&src, &spec, OutputFormat::Avif, &limits)
+        .unwrap()
+        .peak_bytes()
+}
+
+/// Issue 18, item 9: two jobs that fit the budget only one at a time both succeed: the second
+/// waits for the first to give its memory back, and the reserved bytes never exceed the budget.
+#[test]
+fn jobs_that_fit_one_at_a_time_both_succeed_the_second_waits() {
+    let (a, b) = (costly(0), costly(0).replace("q=100", "q=99"));
+    let need = estimate(a.split_once('?').unwrap().1);
+    assert_eq!(need, estimate(b.split_once('?').unwrap().1));
+    let budget = need + need / 2;
+    let (_origin, edge) = photo_edge(&format!(
+        "max_memory_bytes: {budget}, workers: 2, timeout: 60s"
+    ));
+    let reserved = || edge.metric("imgedge_transform_memory_reserved_bytes");
+    std::thread::scope(|s| {
+        let first = s.spawn(|| get(&edge.url(&a)));
+        eventually(30, "the first job to reserve its memory", || {
+            (reserved() == need as f64).then_some(())
+        });
+        let second = s.spawn(|| get(&edge.url(&b)));
+        eventually(30, "the second job to wait for memory", || {
+            (edge.metric("imgedge_transform_memory_waiting") == 1.0).then_some(())
+        });
+        assert_eq!(reserved(), need as f64, "one job's worth reserved, not two");
+        let (first, second) = (first.join().unwrap(), second.join().unwrap());
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(second.status, 200, "{}", second.text());
+        assert_eq!(magic(&second.body), "avif");
+    });
+    assert_eq!(reserved(), 0.0);
+    assert_eq!(edge.metric("imgedge_transform_memory_waits_total"), 1.0);
+    assert_eq!(edge.metric("imgedge_transform_memory_waiting"), 0.0);
+}

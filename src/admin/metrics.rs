@@ -43,6 +43,10 @@ pub fn render(
     m.transform_queue_depth
         .set(transformer.queue_depth() as i64);
     m.transform_in_flight.set(transformer.in_flight() as i64);
+    m.transform_memory_reserved
+        .set(transformer.memory_reserved() as i64);
+    m.transform_memory_waiting
+        .set(transformer.memory_waiting() as i64);
     for pool in pools {
         for (peer, healthy) in pool.health() {
             m.peer_healthy

@@ -2,15 +2,19 @@
 //! see `crate::purge`), and the try-it page at `/` with its settings at
 //! `/playground/config.json` (unless `admin.playground: false`).
 //!
-//! `/quota` and `/purge` answer only clients in `admin.allow_cidrs` (default: loopback) or
-//! requests carrying `Authorization: Bearer <admin.token>`; `/healthz`, `/metrics` and the page
-//! stay open to whoever reaches the listener.
+//! Every request first passes `guard` (a `Host` among `admin.hostnames` or an IP, no foreign
+//! `Origin`: web pages stay out). Then `/quota` and `/purge` answer only clients in
+//! `admin.allow_cidrs` (default: loopback) or requests carrying `Authorization: Bearer
+//! <admin.token>`; `/healthz`, `/metrics` and the page stay open to whoever reaches the
+//! listener. `POST /purge` takes `Content-Type: application/json` only.
 
 mod access;
+mod guard;
 mod metrics;
 mod playground;
 
 pub use access::Access;
+pub use guard::Guard;
 pub use playground::Playground;
 
 use crate::proxy::State;
@@ -26,6 +30,7 @@ pub struct Admin {
     /// `None` when `admin.playground: false`.
     pub playground: Option<Playground>,
     pub access: Access,
+    pub guard: Guard,
 }
 
 pub(crate) fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -52,6 +57,9 @@ impl Admin {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "POST a JSON body: {\"url\": \"http://host/path\"}, {\"path\": \"/p\", \"host\": \"h\"}, {\"prefix\": \"/p/\"} or {\"tag\": \"t\"}",
             );
+        }
+        if let Err(refused) = Guard::check_json(session.req_header()) {
+            return refused.response("/purge");
         }
         let mut body = Vec::new();
         loop {
@@ -105,11 +113,19 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let path = req.uri.path();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if let Err(refused) = self.guard.check(req) {
+            log::warn!(
+                "admin {} {path} from {}: refused ({refused:?})",
+                req.method,
+                addr_text(peer)
+            );
+            return refused.response(path);
+        }
         if path == "/purge" || path == "/quota" {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
             let authorization = req
                 .headers
                 .get(http::header::AUTHORIZATION)

@@ -131,3 +131,33 @@ pub(super) fn playground_origins(
     out.dedup();
     out
 }
+
+/// `admin.hostnames`: names without scheme or port (`admin.example.com`), or `"*"` for any
+/// `Host`; absent: the loopback names. Kept lower case, without a trailing dot.
+pub(super) fn validate_hostnames(list: Option<Vec<String>>, errs: &mut Errors) -> Vec<String> {
+    let Some(list) = list else {
+        return defaults::ADMIN_HOSTNAMES
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+    };
+    let mut out = Vec::new();
+    for (i, h) in list.iter().enumerate() {
+        let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name == "*" || (name.len() <= 253 && name.split('.').all(label_ok)) {
+            out.push(name);
+        } else {
+            errs.add(
+                format!("admin.hostnames[{i}]"),
+                format!("{h:?} is not a host name (a name without scheme or port, e.g. \"admin.example.com\", or \"*\" for any)"),
+            );
+        }
+    }
+    out
+}

@@ -65,6 +65,9 @@ pub const CACHE_DISK_MIN_BYTES: u64 = 1 << 20;
 /// `admin.allow_cidrs`: client networks that may use `/quota` and `/purge` on the admin listener
 /// without the token. Loopback only: whoever has a shell on the host may purge.
 pub const ADMIN_ALLOW_CIDRS: &[&str] = &["127.0.0.0/8", "::1/128"];
+/// `admin.hostnames`: the `Host` names the admin listener answers (IP literals always). A web
+/// page under any other name, rebound by DNS to the admin's address, is refused.
+pub const ADMIN_HOSTNAMES: &[&str] = &["localhost"];
 /// Shortest admin token accepted (it is a shared secret).
 pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 
@@ -74,6 +77,13 @@ pub const TRANSFORM_MAX_OUTPUT_PIXELS: u64 = 4096 * 4096;
 pub const TRANSFORM_MAX_SOURCE_BYTES: u64 = 32 << 20;
 /// 50 megapixels: larger sources are refused from their header, before decoding.
 pub const TRANSFORM_MAX_SOURCE_PIXELS: u64 = 50_000_000;
+/// `transform.max_memory_bytes`: 1 GiB. The costliest job the default limits admit (a 50 MP
+/// 16-bit PNG) peaks near 600 MB, so it fits, beside a few ordinary jobs
+/// (a 12 MP JPEG to 1200 px WebP holds ~40 MB). A fixed size rather than a share of RAM: the
+/// same config behaves the same on every host, and a container's RAM is not what /proc shows.
+pub const TRANSFORM_MAX_MEMORY_BYTES: u64 = 1 << 30;
+/// Smallest `transform.max_memory_bytes` accepted (a bare number is bytes, not megabytes).
+pub const TRANSFORM_MIN_MEMORY_BYTES: u64 = 1 << 20;
 pub const TRANSFORM_QUEUE: usize = 64;
 pub const TRANSFORM_QUALITY: u8 = 80;
 /// rav1e speed 10 (fastest): AVIF is still ~3x the cost of WebP at this speed.
@@ -81,6 +91,10 @@ pub const TRANSFORM_AVIF_SPEED: u8 = 10;
 pub const TRANSFORM_AUTO_AVIF: bool = true;
 /// `transform.signing.required`: configuring keys means unsigned transforms are refused.
 pub const SIGNING_REQUIRED: bool = true;
+/// `transform.signing.cover_host` / `cover_query`: off, so signatures made before they existed
+/// (path + canonical transform) keep verifying.
+pub const SIGNING_COVER_HOST: bool = false;
+pub const SIGNING_COVER_QUERY: bool = false;
 /// `tls.h2`: offer HTTP/2 on TLS listeners.
 pub const TLS_H2: bool = true;
 /// `http.max_url_bytes`: longer request targets get 414 (nginx's default buffer is 8 KiB).

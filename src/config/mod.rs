@@ -100,8 +100,12 @@ pub struct AdminSettings {
     pub allow_cidrs: Vec<ipnet::IpNet>,
     /// The try-it page at `/` of the admin listener.
     pub playground: bool,
-    /// Browser origins the proxy answers CORS for (the page fetches through the proxy).
+    /// Browser origins the proxy answers CORS for (the page fetches through the proxy); the
+    /// admin listener accepts requests from them too.
     pub playground_origins: Vec<String>,
+    /// `Host` names the admin listener answers (`admin.hostnames`; IP literals always), lower
+    /// case; `"*"`: any.
+    pub hostnames: Vec<String>,
 }
 
 /// Usage events published to a Redis Stream (`usage:` section).
@@ -231,6 +235,8 @@ pub struct TransformSettings {
     pub presets: crate::image::params::Presets,
     pub workers: usize,
     pub queue: usize,
+    /// Bytes transforms in flight may hold together (each reserves its estimated peak).
+    pub max_memory_bytes: u64,
     /// Whether `format=auto` may pick AVIF (slow to encode).
     pub auto_avif: bool,
     pub failure_ttl: Duration,

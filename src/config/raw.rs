@@ -32,6 +32,7 @@ pub struct RawAdmin {
     pub token: Option<String>,
     pub token_file: Option<String>,
     pub allow_cidrs: Option<Vec<String>>,
+    pub hostnames: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +146,7 @@ pub struct RawTransform {
     pub max_output_pixels: Option<u64>,
     pub max_source_bytes: Option<Quantity>,
     pub max_source_pixels: Option<u64>,
+    pub max_memory_bytes: Option<Quantity>,
     pub workers: Option<usize>,
     pub queue: Option<usize>,
     pub quality: Option<u8>,
@@ -164,6 +166,8 @@ pub struct RawSigning {
     pub keys: Option<Vec<String>>,
     pub key_files: Option<Vec<String>>,
     pub required: Option<bool>,
+    pub cover_host: Option<bool>,
+    pub cover_query: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

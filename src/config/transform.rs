@@ -1,4 +1,5 @@
-//! The `transform` section: image limits, output formats, presets, workers, and signed URLs.
+//! The `transform` section: image limits, output formats, presets, workers, the memory budget,
+//! and signed URLs.
 
 use super::check::{dur, read_secret_text, size, Errors};
 use super::defaults;
@@ -49,6 +50,18 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         "transform.max_source_bytes",
         errs,
     );
+    let max_memory_bytes = size(
+        t.max_memory_bytes,
+        defaults::TRANSFORM_MAX_MEMORY_BYTES,
+        "transform.max_memory_bytes",
+        errs,
+    );
+    if max_memory_bytes < defaults::TRANSFORM_MIN_MEMORY_BYTES {
+        errs.add(
+            "transform.max_memory_bytes",
+            format!("{max_memory_bytes} bytes is below the minimum 1MiB"),
+        );
+    }
     let workers = t.workers.unwrap_or_else(defaults::threads);
     if workers == 0 {
         errs.add("transform.workers", "must be at least 1");
@@ -126,6 +139,7 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         presets,
         workers,
         queue: t.queue.unwrap_or(defaults::TRANSFORM_QUEUE),
+        max_memory_bytes,
         auto_avif: t.auto_avif.unwrap_or(defaults::TRANSFORM_AUTO_AVIF),
         failure_ttl: dur(
             t.failure_ttl,
@@ -138,7 +152,8 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
 }
 
 /// `transform.signing`: inline keys and/or key files (one key per file, surrounding whitespace
-/// ignored), each at least `MIN_KEY_BYTES` long.
+/// ignored), each at least `MIN_KEY_BYTES` long; what signatures cover besides path and
+/// transform.
 fn validate_signing(s: RawSigning, errs: &mut Errors) -> crate::signing::SigningSettings {
     use crate::signing::MIN_KEY_BYTES;
     let mut keys = Vec::new();
@@ -177,5 +192,7 @@ fn validate_signing(s: RawSigning, errs: &mut Errors) -> crate::signing::Signing
     crate::signing::SigningSettings {
         keys,
         required: s.required.unwrap_or(defaults::SIGNING_REQUIRED),
+        cover_host: s.cover_host.unwrap_or(defaults::SIGNING_COVER_HOST),
+        cover_query: s.cover_query.unwrap_or(defaults::SIGNING_COVER_QUERY),
     }
 }

@@ -152,6 +152,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     let admin_listen = admin::validate_listen(raw.admin.listen, &listen, errs);
     let admin_token = admin::validate_token(raw.admin.token, raw.admin.token_file, errs);
     let admin_allow_cidrs = admin::validate_allow_cidrs(raw.admin.allow_cidrs, errs);
+    let admin_hostnames = admin::validate_hostnames(raw.admin.hostnames, errs);
     let upstreams = upstreams::validate_upstreams(raw.upstreams, errs);
     let routes = routes::validate_routes(raw.routes, &upstreams, errs);
     let cache = cache::validate_cache(raw.cache, errs);
@@ -188,6 +189,7 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
             playground_origins,
             token: admin_token,
             allow_cidrs: admin_allow_cidrs,
+            hostnames: admin_hostnames,
         },
         upstreams,
         routes,
@@ -290,6 +292,32 @@ bogus: 1
                 "missing {w:?} in {e:#?}"
             );
         }
+    }
+
+    #[test]
+    fn admin_hostnames_and_signing_coverage() {
+        let base = "upstreams: {origin: {peers: [\"127.0.0.1:8081\"]}}\nroutes: [{prefix: /, upstream: origin}]\n";
+        let c = parse_str(base).unwrap();
+        assert_eq!(c.admin.hostnames, vec!["localhost"]);
+        let c = parse_str(&format!(
+            "{base}admin: {{hostnames: [\"Admin.Example.com.\", \"*\"]}}\ntransform: {{signing: {{keys: [\"0123456789abcdef\"], cover_host: true, cover_query: true}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.admin.hostnames, vec!["admin.example.com", "*"]);
+        let s = c.transform.signing.unwrap();
+        assert!(s.cover_host && s.cover_query);
+        let e = errors(&format!(
+            "{base}admin: {{hostnames: [\"ok\", \"a.example:9180\", \"http://x\"]}}\n"
+        ));
+        assert!(
+            e.iter().any(|x| x.starts_with("admin.hostnames[1]: ")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|x| x.starts_with("admin.hostnames[2]: ")),
+            "{e:?}"
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
     }
 
     #[test]

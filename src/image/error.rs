@@ -66,4 +66,24 @@ pub enum PoolError {
     Shutdown,
     #[error("transform did not finish within {0:?} (transform.timeout)")]
     TimedOut(std::time::Duration),
+    /// Still queued when the time was up: it never ran (the server was busy, not the job slow).
+    #[error("transform waited {0:?} for a worker (transform.timeout)")]
+    Expired(std::time::Duration),
+}
+
+/// Why a job could not reserve its memory (`transform.max_memory_bytes`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BudgetError {
+    #[error("transform would need about {} MB of memory, above transform.max_memory_bytes ({} MB)", mb(*need), mb(*limit))]
+    NeverFits { need: u64, limit: u64 },
+    #[error("transform waited {waited:?} for {} MB of memory (transform.max_memory_bytes)", mb(*need))]
+    Busy {
+        need: u64,
+        waited: std::time::Duration,
+    },
+}
+
+/// Megabytes, rounded up, for messages.
+fn mb(bytes: u64) -> u64 {
+    bytes.div_ceil(1_000_000)
 }

@@ -4,12 +4,15 @@
 //! - `params` parses a URL query or a preset into a `spec::TransformSpec` (checked against
 //!   `spec::Limits`); `spec` also writes its canonical forms (cache key, signature, shield).
 //! - `format`: source and output formats, `Accept` negotiation, `Content-Type` mapping.
-//! - `pipeline::transform` runs one transform: probe, decode, the `ops`, encode.
+//! - `pipeline::transform` runs one transform: probe, decode, the `ops`, encode; `cost`
+//!   estimates from the header what one holds in memory.
 //! - `codec/`: one file per format (probe, decode, encode) and the dispatch over them.
 //! - `ops/`: one file per pixel operation (fit geometry, resize, orientation, pad, flatten).
-//! - `pool`: the bounded thread pool transforms run on; `error`: every error type here.
+//! - `pool`: the bounded thread pool transforms run on, and the memory budget they reserve
+//!   from; `error`: every error type here.
 
 pub mod codec;
+pub mod cost;
 pub mod error;
 pub mod format;
 pub mod ops;

@@ -1,10 +1,13 @@
 //! The whole pipeline: limits -> sniff/probe -> decode (JPEG shrink-on-load) -> resize ->
-//! orient -> pad/flatten -> encode. The caller decides the output format.
+//! orient -> pad/flatten -> encode. The caller decides the output format. [`prepare`] does
+//! everything the header allows (limits, geometry, the memory estimate) before a pixel is
+//! decoded; [`Prepared::run`] does the rest.
 
-use crate::image::codec::{self, probe};
+use crate::image::codec::{self, probe, Probe};
+use crate::image::cost;
 use crate::image::error::TransformError;
 use crate::image::format::{OutputFormat, SourceFormat};
-use crate::image::ops::fit::plan;
+use crate::image::ops::fit::{plan, Plan};
 use crate::image::ops::flatten::flatten;
 use crate::image::ops::orient::{apply_orientation, upright_rect_to_stored};
 use crate::image::ops::pad::pad;
@@ -36,10 +39,8 @@ pub fn jpeg_scale_denominator(crop: Rect, rw: u32, rh: u32) -> usize {
 }
 
 /// Transforms `src` per `spec` into `format`, which the caller has decided (the pipeline does
-/// not look at `spec.format`; the Content-Type the origin sent plays no part). Checks, in
-/// order, before any pixel buffer is allocated: `max_source_bytes`, the magic bytes, the
-/// header's dimensions against `max_source_pixels`, the output canvas against
-/// `max_output_pixels`.
+/// not look at `spec.format`; the Content-Type the origin sent plays no part): [`prepare`],
+/// then [`Prepared::run`].
 ///
 /// Alpha: PNG/WebP/AVIF keep it; JPEG is flattened onto `background` (default white). `pad`
 /// fills with `background`, or transparent for alpha formats when no background is given.
@@ -49,6 +50,33 @@ pub fn transform(
     format: OutputFormat,
     limits: &Limits,
 ) -> Result<Output, TransformError> {
+    prepare(src, spec, format, limits)?.run(src, spec, limits)
+}
+
+/// A transform checked against the limits from its source's header, with its geometry worked
+/// out: nothing is decoded yet, and [`Prepared::peak_bytes`] tells what running it will hold.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    probe: Probe,
+    plan: Plan,
+    /// `plan.crop` in the stored orientation, in source pixels.
+    crop: Rect,
+    /// The size the crop is resized to, in the stored orientation.
+    resized: (u32, u32),
+    jpeg_denom: usize,
+    format: OutputFormat,
+    source_bytes: u64,
+}
+
+/// Checks, in order, before any pixel buffer is allocated: `max_source_bytes`, the magic
+/// bytes, the header's dimensions against `max_source_pixels`, the output canvas against
+/// `max_output_pixels`.
+pub fn prepare(
+    src: &[u8],
+    spec: &TransformSpec,
+    format: OutputFormat,
+    limits: &Limits,
+) -> Result<Prepared, TransformError> {
     if src.len() as u64 > limits.max_source_bytes {
         return Err(TransformError::TooLarge {
             bytes: src.len() as u64,
@@ -79,54 +107,107 @@ pub fn transform(
             max: limits.max_output_pixels,
         });
     }
-
     // work in stored orientation up to the resize, then turn only the small result upright
     let o = probe.orientation;
     let crop = upright_rect_to_stored(plan.crop, o, probe.width as f64, probe.height as f64);
-    let (rw, rh) = if o >= 5 {
+    let resized = if o >= 5 {
         (plan.scaled_h, plan.scaled_w)
     } else {
         (plan.scaled_w, plan.scaled_h)
     };
-    let pixels = codec::decode(src, &probe, jpeg_scale_denominator(crop, rw, rh))?;
-    let fx = pixels.width as f64 / probe.width as f64;
-    let fy = pixels.height as f64 / probe.height as f64;
-    let crop = Rect {
-        x: crop.x * fx,
-        y: crop.y * fy,
-        w: crop.w * fx,
-        h: crop.h * fy,
-    };
-    let mut img = apply_orientation(resize(pixels, crop, rw, rh)?, o);
-
-    let flatten_bg = spec.background.unwrap_or([255, 255, 255]);
-    if plan.is_padded() {
-        let canvas_bg = if format.has_alpha() {
-            spec.background
-        } else {
-            Some(flatten_bg)
-        };
-        img = pad(
-            &img,
-            plan.canvas_w,
-            plan.canvas_h,
-            plan.offset_x,
-            plan.offset_y,
-            canvas_bg,
-        );
-    }
-    if !format.has_alpha() {
-        img = flatten(img, flatten_bg);
-    }
-    let quality = spec.quality.unwrap_or(limits.default_quality);
-    let bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
-    Ok(Output {
-        bytes,
+    Ok(Prepared {
+        probe,
+        plan,
+        crop,
+        resized,
+        jpeg_denom: jpeg_scale_denominator(crop, resized.0, resized.1),
         format,
-        width: img.width,
-        height: img.height,
-        source: probe.format,
+        source_bytes: src.len() as u64,
     })
+}
+
+impl Prepared {
+    /// The most memory running this transform holds at once, estimated from the header (the
+    /// source bytes included): what it reserves of `transform.max_memory_bytes`.
+    pub fn peak_bytes(&self) -> u64 {
+        let (dw, dh) = codec::decoded_size(&self.probe, self.jpeg_denom);
+        let fx = dw as f64 / self.probe.width as f64;
+        let c = self.crop;
+        let whole = c.x == 0.0
+            && c.y == 0.0
+            && c.w == self.probe.width as f64
+            && c.h == self.probe.height as f64;
+        cost::peak_bytes(&cost::Stages {
+            source_bytes: self.source_bytes,
+            probe: self.probe,
+            decoded: (dw, dh),
+            resize: !(whole && self.resized == (dw, dh)),
+            crop_width: (c.w * fx).ceil() as u32,
+            resized: self.resized,
+            oriented: (2..=8).contains(&self.probe.orientation),
+            padded: self.plan.is_padded(),
+            canvas: (self.plan.canvas_w, self.plan.canvas_h),
+            format: self.format,
+        })
+    }
+
+    /// Decodes, resizes, orients, pads or flattens, and encodes `src` (the bytes it was
+    /// prepared from).
+    pub fn run(
+        self,
+        src: &[u8],
+        spec: &TransformSpec,
+        limits: &Limits,
+    ) -> Result<Output, TransformError> {
+        let Prepared {
+            probe,
+            plan,
+            crop,
+            resized: (rw, rh),
+            jpeg_denom,
+            format,
+            ..
+        } = self;
+        let pixels = codec::decode(src, &probe, jpeg_denom)?;
+        let fx = pixels.width as f64 / probe.width as f64;
+        let fy = pixels.height as f64 / probe.height as f64;
+        let crop = Rect {
+            x: crop.x * fx,
+            y: crop.y * fy,
+            w: crop.w * fx,
+            h: crop.h * fy,
+        };
+        let mut img = apply_orientation(resize(pixels, crop, rw, rh)?, probe.orientation);
+
+        let flatten_bg = spec.background.unwrap_or([255, 255, 255]);
+        if plan.is_padded() {
+            let canvas_bg = if format.has_alpha() {
+                spec.background
+            } else {
+                Some(flatten_bg)
+            };
+            img = pad(
+                &img,
+                plan.canvas_w,
+                plan.canvas_h,
+                plan.offset_x,
+                plan.offset_y,
+                canvas_bg,
+            );
+        }
+        if !format.has_alpha() {
+            img = flatten(img, flatten_bg);
+        }
+        let quality = spec.quality.unwrap_or(limits.default_quality);
+        let bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
+        Ok(Output {
+            bytes,
+            format,
+            width: img.width,
+            height: img.height,
+            source: probe.format,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -103,7 +103,10 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         }
     };
     if let Some(p) = &planned {
-        if let Err(e) = state.transformer.verify_signature(path, p) {
+        if let Err(e) = state
+            .transformer
+            .verify_signature(&host, path, req.uri.query(), p)
+        {
             // Logged without the client address (as it always was).
             log::info!("refused {}: {e}", req.uri);
             return Err(Refusal::new(403, format!("forbidden: {e}")));

@@ -5,7 +5,7 @@ use crate::image::format::{OutputFormat, SourceFormat};
 use crate::image::pool::Permit;
 use crate::limits::{Identity, InflightGuard};
 use crate::proxy::transform::Planned;
-use crate::upstream::breaker::Ticket;
+use crate::upstream::breaker::{Evidence, Ticket};
 use crate::upstream::deadline::{Deadlines, Expired};
 use bytes::Bytes;
 use pingora_cache::key::HashBinary;
@@ -75,7 +75,12 @@ pub struct CacheCtx {
 #[derive(Default)]
 pub struct OriginCtx {
     pub attempts: usize,
+    /// Peers that failed this request (not tried again by it).
     pub failed_peers: Vec<SocketAddr>,
+    /// Retries on reused connections that failed before a response (bounded).
+    pub stale_retries: usize,
+    /// Hash of what the origin is asked for: the breaker counts one URL's failures once.
+    pub url_key: u64,
     /// Label of the peer of the current attempt.
     pub peer: Option<String>,
     /// The circuit breaker's admission of the current attempt (report the outcome on it).
@@ -84,7 +89,7 @@ pub struct OriginCtx {
     pub deadlines: Option<Deadlines>,
     /// The origin's response header arrived in the current attempt.
     pub header_received: bool,
-    /// Status and one-line reason of an origin fault (timeout, open circuits).
+    /// Status and one-line reason of an origin fault (a timeout).
     pub fault: Option<(u16, String)>,
 }
 
@@ -113,9 +118,9 @@ impl OriginCtx {
     }
 
     /// The peer failed this attempt: tell its circuit breaker why.
-    pub fn failed(&mut self, why: &str) {
+    pub fn failed(&mut self, why: &str, evidence: Evidence) {
         if let Some(t) = self.ticket.take() {
-            t.failure(why);
+            t.failure(why, evidence);
         }
     }
 }

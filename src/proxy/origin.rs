@@ -4,16 +4,42 @@
 use super::ctx::Ctx;
 use super::state::State;
 use crate::metrics::METRICS;
-use crate::upstream::breaker::Ticket;
+use crate::upstream::breaker::{Evidence, Ticket};
 use crate::upstream::deadline::Deadlines;
-use crate::upstream::{Pool, SelectError};
+use crate::upstream::Pool;
 use pingora::prelude::*;
 use pingora::upstreams::peer::HttpPeer;
 use pingora_error::ErrorSource;
 use pingora_http::RequestHeader;
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
-/// Picks a healthy peer, skipping the ones that failed this request and open circuits.
+/// Retries per request on a reused keep-alive connection that failed before any response
+/// (most often the origin closed it while idle, just as the request went out). Bounded: an
+/// origin that drops every connection asking for one URL would otherwise get that request
+/// again on each idle connection of the pool.
+const STALE_RETRIES: usize = 2;
+
+/// Identifies what the origin is asked for (Host and target), so the circuit breaker can tell
+/// one URL failing again from the peer failing. The same in every request of the process.
+fn url_key(state: &State, session: &Session, ctx: &Ctx) -> u64 {
+    let req = session.req_header();
+    let host = state
+        .pool(ctx.request.route)
+        .and_then(Pool::host_override)
+        .map(str::as_bytes)
+        .or_else(|| req.headers.get(http::header::HOST).map(|h| h.as_bytes()));
+    let target = match &ctx.request.upstream_uri {
+        Some(u) => u.as_str(),
+        None => req.uri.path_and_query().map_or("/", |p| p.as_str()),
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (host, target).hash(&mut h);
+    h.finish()
+}
+
+/// Picks a healthy peer, skipping the ones that failed this request and open circuits (unless
+/// every circuit is open: then peers are tried anyway).
 pub fn choose_peer(state: &State, session: &Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
     let pool = state
         .pool(ctx.request.route)
@@ -21,18 +47,14 @@ pub fn choose_peer(state: &State, session: &Session, ctx: &mut Ctx) -> Result<Bo
     if ctx.cache.lb_key.is_empty() {
         ctx.cache.lb_key = session.req_header().uri.path().as_bytes().to_vec();
     }
+    if ctx.origin.attempts == 0 {
+        ctx.origin.url_key = url_key(state, session, ctx);
+    }
     ctx.origin.begin_attempt();
     let req = session.req_header();
-    let selected = match pool.select(&ctx.cache.lb_key, &ctx.origin.failed_peers) {
-        Ok(s) => s,
-        Err(e @ SelectError::AllOpen(_)) => {
-            let reason = format!("service unavailable: {e}");
-            log::warn!("{} {}: {reason}", req.method, req.uri);
-            ctx.origin.fault = Some((503, reason.clone()));
-            return Error::e_explain(ErrorType::HTTPStatus(503), reason);
-        }
-        Err(e) => return Error::e_explain(ErrorType::ConnectNoRoute, e.to_string()),
-    };
+    let selected = pool
+        .select(&ctx.cache.lb_key, &ctx.origin.failed_peers)
+        .or_else(|e| Error::e_explain(ErrorType::ConnectNoRoute, e.to_string()))?;
     let label = selected.label;
     METRICS
         .upstream_requests
@@ -99,28 +121,39 @@ pub fn failed_while_proxying(
     let idempotent = req.method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
     let before_header = !ctx.origin.header_received;
     // A reused keep-alive connection that fails before any response is most often the origin
-    // having closed it while idle: retry on a fresh one, blame no one.
-    let stale_connection = client_reused && before_header && expired.is_none();
+    // having closed it while idle: retry on another connection, blame no one (a few times).
+    let stale_connection = client_reused
+        && before_header
+        && expired.is_none()
+        && ctx.origin.stale_retries < STALE_RETRIES;
     match ctx.origin.ticket.take() {
         Some(_) if stale_connection => {}
-        Some(t) => t.failure(&e.to_string()),
+        Some(t) => t.failure(&e.to_string(), Evidence::Response(ctx.origin.url_key)),
         None => {}
     }
-    if !stale_connection {
-        if let Some(addr) = peer._address.as_inet() {
-            ctx.origin.failed_peers.push(*addr);
-        }
+    if stale_connection {
+        ctx.origin.stale_retries += 1;
+    } else if let Some(addr) = peer._address.as_inet() {
+        ctx.origin.failed_peers.push(*addr);
     }
-    let attempts_left = ctx.origin.attempts <= pool.retries();
-    let retry = idempotent && before_header && (stale_connection || attempts_left);
+    let retry = idempotent && before_header && (stale_connection || retry_left(pool, ctx));
     if retry {
         let (method, uri, name) = (&req.method, &req.uri, &pool.name);
-        log::info!(
-            "{method} {uri}: upstream {name} peer {label} failed ({e}); retrying on another peer"
-        );
+        let next = if stale_connection {
+            "a reused connection: retrying on another one"
+        } else {
+            "retrying on another peer"
+        };
+        log::info!("{method} {uri}: upstream {name} peer {label} failed ({e}); {next}");
     }
     e.set_retry(retry);
     e
+}
+
+/// A retry is allowed and has a peer to go to: with none left, the last failure is the answer
+/// (a timeout stays a 504 with its reason).
+fn retry_left(pool: &Pool, ctx: &Ctx) -> bool {
+    ctx.origin.failed_peers.len() <= pool.retries() && pool.has_untried(&ctx.origin.failed_peers)
 }
 
 /// A connection to the peer failed: report it, retry on another peer while retries are left.
@@ -138,11 +171,12 @@ pub fn failed_to_connect(
         .upstream_errors
         .with_label_values(&[pool.name.as_str(), label.as_str(), "connect"])
         .inc();
-    ctx.origin.failed(&format!("connect: {e}"));
+    ctx.origin
+        .failed(&format!("connect: {e}"), Evidence::Unreachable);
     if let Some(addr) = peer._address.as_inet() {
         ctx.origin.failed_peers.push(*addr);
     }
-    if ctx.origin.attempts <= pool.retries() {
+    if retry_left(pool, ctx) {
         e.set_retry(true);
     }
     e

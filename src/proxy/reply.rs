@@ -138,7 +138,7 @@ pub async fn error_answer(state: &State, session: &mut Session, e: &Error, ctx: 
     let reason = match (failure, fault) {
         // A failed transform carries its one-line reason.
         (Some(reason), _) => reason,
-        // An origin timeout or open circuits: said precisely.
+        // An origin timeout: said precisely.
         (None, Some((_, reason))) => reason,
         (None, None) => match code {
             502 => format!(

@@ -4,6 +4,7 @@
 use super::ctx::Ctx;
 use super::state::State;
 use crate::metrics::METRICS;
+use crate::upstream::breaker::Evidence;
 use pingora::prelude::*;
 use pingora_cache::{CachePhase, NoCacheReason};
 use pingora_http::ResponseHeader;
@@ -58,7 +59,8 @@ pub fn on_body_end(state: &State, session: &Session, ctx: &mut Ctx) -> Result<()
         .pool(ctx.request.route)
         .map_or("-", |p| p.name.as_str());
     let reason = x.reason(pool);
-    ctx.origin.failed(&reason);
+    let url = ctx.origin.url_key;
+    ctx.origin.failed(&reason, Evidence::Response(url));
     log::warn!("{}: {reason}", session.req_header().uri);
     ctx.origin.fault = Some((504, reason.clone()));
     ctx.transform.buffering = None;

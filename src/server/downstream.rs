@@ -8,7 +8,10 @@
 //! no header timeout. This service wraps Pingora's proxy app: for each HTTP/1 request it reads
 //! the header block itself, under the deadlines, then hands the bytes to Pingora as the
 //! session's pipelined prefix (the public way Pingora feeds already-read bytes to a session), so
-//! Pingora still parses and serves the request exactly as before. HTTP/2 connections (TLS with
+//! Pingora still parses and serves the request exactly as before. The block is complete when
+//! its empty line is here, whatever httparse thinks of the request line: Pingora reads on past
+//! a target httparse refuses (it escapes it), and would do so without our deadline. The admin
+//! listener is wrapped the same way. HTTP/2 connections (TLS with
 //! ALPN h2) go straight to Pingora, with `h2_idle_timeout` set to the keep-alive timeout.
 
 use crate::metrics::METRICS;
@@ -58,15 +61,46 @@ enum NoHead {
     Shutdown,
 }
 
-/// Whether `buf` holds a whole header block (or something Pingora will refuse anyway).
+/// Whether `buf` holds a whole header block, or bytes Pingora refuses without reading more
+/// (it answers 400). Until then the bytes stay here, under the deadlines.
 fn head_complete(buf: &[u8]) -> bool {
+    if buf.len() > MAX_HEAD_BYTES {
+        return true;
+    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
-        Ok(httparse::Status::Partial) => buf.len() > MAX_HEAD_BYTES,
-        // Complete, or invalid: Pingora parses it again and answers (400 when invalid).
-        _ => true,
+        Ok(httparse::Status::Complete(_)) => true,
+        Ok(httparse::Status::Partial) => false,
+        // A target httparse refuses (a space, DEL, a control byte) is one Pingora
+        // percent-escapes and goes on reading by itself, with no deadline but its per-read
+        // keep-alive timeout: hand it over only once the whole block is here.
+        Err(httparse::Error::Token | httparse::Error::Version) if pingora_may_escape(buf) => {
+            has_block_end(buf)
+        }
+        Err(_) => true,
     }
+}
+
+/// Whether Pingora's request-line rescue (`^\w+ (?P<uri>.+) HTTP/\d`, escaping the target)
+/// could apply to `buf`: a method of word characters and a space, and, once the line is
+/// complete, an HTTP version in it. A superset: when in doubt, keep reading here.
+fn pingora_may_escape(buf: &[u8]) -> bool {
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80;
+    let method = buf.iter().take_while(|b| word(b)).count();
+    if method == 0 || buf.get(method) != Some(&b' ') {
+        return false;
+    }
+    match buf.iter().position(|b| *b == b'\n') {
+        Some(end) => buf[..end].windows(6).any(|w| w == b" HTTP/"),
+        None => true,
+    }
+}
+
+/// Whether `buf` holds the empty line that ends a header block (CRLF or bare LF endings, as
+/// httparse accepts them).
+fn has_block_end(buf: &[u8]) -> bool {
+    buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n")
 }
 
 async fn wait_shutdown(mut shutdown: ShutdownWatch) {
@@ -233,5 +267,31 @@ mod tests {
         assert!(head_complete(b"GET / HTTP/1.1\nHost: a\n\n"));
         // Garbage is handed over at once: Pingora answers 400.
         assert!(head_complete(b"\x00\x01 nonsense\r\n\r\n"));
+        assert!(head_complete(b"\x16\x03\x01\x02\x00"));
+        assert!(head_complete(b"GET /a HTTP/1.1\r\nBad Name: x\r\n"));
+    }
+
+    /// A target with a space or DEL is refused by httparse but escaped and read on by Pingora:
+    /// it stays here until its block is complete.
+    #[test]
+    fn request_lines_pingora_escapes_wait_for_the_whole_block() {
+        for line in [
+            &b"GET /a b HTTP/1.1"[..],
+            b"GET /a\x7fb HTTP/1.1",
+            b"GET /a\x01 HTTP/1.0",
+        ] {
+            let mut partial = line.to_vec();
+            partial.extend_from_slice(b"\r\nHost: a\r\nX-Slow: aa");
+            assert!(!head_complete(&partial), "{}", partial.escape_ascii());
+            assert!(!head_complete(line), "{}", line.escape_ascii());
+            partial.extend_from_slice(b"\r\n\r\n");
+            assert!(head_complete(&partial), "{}", partial.escape_ascii());
+            let mut lf = line.to_vec();
+            lf.extend_from_slice(b"\nHost: a\n\n");
+            assert!(head_complete(&lf), "{}", lf.escape_ascii());
+        }
+        // Not a request line Pingora can rescue: at once.
+        assert!(head_complete(b"GET /a b\r\nHost: a\r\n"));
+        assert!(head_complete(b"G\x01T /a HTTP/1.1\r\n"));
     }
 }

@@ -220,14 +220,15 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
             proxy.add_tls_with_settings(addr, None, settings);
         }
     }
-    let mut admin = Service::new(
-        "imgedge admin".to_string(),
-        HttpServer::new_app(Admin {
-            state,
-            playground,
-            access: crate::admin::Access::new(&config.admin),
-        }),
-    );
+    let admin_app = HttpServer::new_app(Admin {
+        state,
+        playground,
+        access: crate::admin::Access::new(&config.admin),
+        guard: crate::admin::Guard::new(&config.admin),
+    });
+    // The admin listener's clients get the same header and keep-alive deadlines.
+    let admin_app = downstream::ClientTimeouts::new(admin_app, config.client);
+    let mut admin = Service::new("imgedge admin".to_string(), admin_app);
     admin.add_tcp(&config.admin.listen);
 
     server.add_service(proxy).add_dependency(&bootstrap);

@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod dir;
 
 use crate::config::{Config, HealthCheck, LbAlgorithm, PeerPool, UpstreamKind};
+use crate::metrics::METRICS;
 use breaker::{Breaker, Ticket};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
@@ -19,6 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Most peers a selection looks at before giving up.
@@ -55,6 +57,72 @@ pub struct PeerPoolRt {
     cfg: PeerPool,
     /// One per resolved peer address; empty when the breaker is off.
     breakers: HashMap<SocketAddr, &'static Breaker>,
+    /// Every peer's circuit is open and requests go through anyway (logged once per episode).
+    all_open: AtomicBool,
+}
+
+impl PeerPoolRt {
+    /// The peer for one attempt and its breaker ticket: healthy peers whose circuit lets them
+    /// through first; then peers the health check calls down (the check may be wrong, e.g. a
+    /// bad path); then, when every circuit left is open, any peer not yet tried by this request:
+    /// a pool never refuses a request only because of its breakers (as nginx with one server, or
+    /// Envoy's panic threshold).
+    fn choose(
+        &self,
+        key: &[u8],
+        failed: &[SocketAddr],
+        pool: &str,
+    ) -> Option<(Backend, Option<Ticket>)> {
+        let not_failed = |b: &Backend| b.addr.as_inet().is_none_or(|a| !failed.contains(a));
+        let breaker = |b: &Backend| b.addr.as_inet().and_then(|a| self.breakers.get(a));
+        // The breaker is asked last: admitting may hand out the half-open probe, which must go
+        // to the peer actually chosen.
+        let ticket: RefCell<Option<Ticket>> = RefCell::new(None);
+        let admit = |b: &Backend| match breaker(b).map(|br| br.admit()) {
+            None => true,
+            Some(Some(t)) => {
+                *ticket.borrow_mut() = Some(t);
+                true
+            }
+            Some(None) => false,
+        };
+        let admitted = self
+            .balancer
+            .select_with(key, |b, healthy| healthy && not_failed(b) && admit(b))
+            .or_else(|| {
+                self.balancer
+                    .select_with(key, |b, _| not_failed(b) && admit(b))
+            });
+        if let Some(b) = admitted {
+            // Read first: a swap on every request would bounce the cache line between threads.
+            if self.all_open.load(Ordering::Relaxed) && self.all_open.swap(false, Ordering::Relaxed)
+            {
+                log::info!(
+                    "circuit breaker: upstream {pool}: a peer is admitted again; open circuits are skipped again"
+                );
+            }
+            return Some((b, ticket.into_inner()));
+        }
+        let forced = self
+            .balancer
+            .select_with(key, |b, healthy| healthy && not_failed(b))
+            .or_else(|| self.balancer.select_with(key, |b, _| not_failed(b)))?;
+        let ticket = breaker(&forced).map(|br| br.force());
+        if ticket.as_ref().is_some_and(Ticket::is_forced) {
+            METRICS
+                .circuit_bypassed
+                .with_label_values(&[pool, &forced.addr.to_string()])
+                .inc();
+            // Only a first attempt says every peer is open (a retry excludes the peers that
+            // failed it): the episode's log line must not flap with each retried request.
+            if failed.is_empty() && !self.all_open.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "circuit breaker: upstream {pool}: every peer's circuit is open; sending requests to them anyway rather than refusing them (a success closes a peer's circuit)"
+                );
+            }
+        }
+        Some((forced, ticket))
+    }
 }
 
 pub enum PoolKind {
@@ -70,10 +138,8 @@ pub struct Pool {
 /// Why no peer could be chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
-    #[error("no peer of upstream {0:?} is available")]
+    #[error("no peer of upstream {0:?} is left to try")]
     NoPeer(String),
-    #[error("every peer of upstream {0:?} is marked down by its circuit breaker")]
-    AllOpen(String),
 }
 
 /// The peer chosen for one attempt.
@@ -119,40 +185,9 @@ impl Pool {
                 })
             }
             PoolKind::Peers(p) => {
-                let not_failed = |b: &Backend| b.addr.as_inet().is_none_or(|a| !failed.contains(a));
-                // The breaker is asked last: admitting may hand out the half-open probe, which
-                // must go to the peer actually chosen.
-                let ticket: RefCell<Option<Ticket>> = RefCell::new(None);
-                let refused = std::cell::Cell::new(false);
-                let admit = |b: &Backend| match b.addr.as_inet().and_then(|a| p.breakers.get(a)) {
-                    None => true,
-                    Some(br) => match br.admit() {
-                        Some(t) => {
-                            *ticket.borrow_mut() = Some(t);
-                            true
-                        }
-                        None => {
-                            refused.set(true);
-                            false
-                        }
-                    },
-                };
-                let backend = p
-                    .balancer
-                    .select_with(key, |b, healthy| healthy && not_failed(b) && admit(b))
-                    // Every healthy peer is out: try one the health check calls down but whose
-                    // breaker lets it through (the check may be wrong, e.g. a bad path).
-                    .or_else(|| {
-                        p.balancer
-                            .select_with(key, |b, _| not_failed(b) && admit(b))
-                    })
-                    .ok_or_else(|| {
-                        if refused.get() {
-                            SelectError::AllOpen(self.name.clone())
-                        } else {
-                            SelectError::NoPeer(self.name.clone())
-                        }
-                    })?;
+                let (backend, ticket) = p
+                    .choose(key, failed, &self.name)
+                    .ok_or_else(|| SelectError::NoPeer(self.name.clone()))?;
                 let addr = *backend
                     .addr
                     .as_inet()
@@ -177,9 +212,21 @@ impl Pool {
                 Ok(Selected {
                     peer,
                     label: addr.to_string(),
-                    ticket: ticket.into_inner(),
+                    ticket,
                 })
             }
+        }
+    }
+
+    /// Whether a peer that has not failed this request is left (a retry has somewhere to go).
+    pub fn has_untried(&self, failed: &[SocketAddr]) -> bool {
+        match &self.kind {
+            PoolKind::Dir { .. } => false,
+            PoolKind::Peers(p) => p
+                .balancer
+                .health()
+                .iter()
+                .any(|(b, _)| b.addr.as_inet().is_none_or(|a| !failed.contains(a))),
         }
     }
 
@@ -326,6 +373,7 @@ pub fn build(config: &Config) -> Result<Built, BuildError> {
                     balancer,
                     cfg: (**p).clone(),
                     breakers,
+                    all_open: AtomicBool::new(false),
                 }))
             }
             UpstreamKind::Dir(root) => {

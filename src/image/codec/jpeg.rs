@@ -3,12 +3,12 @@
 
 use crate::image::codec::bytes::be16;
 use crate::image::codec::exif::exif_orientation;
-use crate::image::codec::{enc_err, image_crate};
+use crate::image::codec::{enc_err, image_crate, Layout};
 use crate::image::error::TransformError;
 use crate::image::pixels::Pixels;
 
-/// Width, height and EXIF orientation from the markers before the frame header.
-pub(crate) fn probe(b: &[u8]) -> Result<(u32, u32, u8), TransformError> {
+/// Width, height, EXIF orientation and layout from the markers up to the frame header.
+pub(crate) fn probe(b: &[u8]) -> Result<(u32, u32, u8, Layout), TransformError> {
     let mut i = 2;
     let mut orientation = 1u8;
     let mut seen_exif = false;
@@ -47,12 +47,37 @@ pub(crate) fn probe(b: &[u8]) -> Result<(u32, u32, u8), TransformError> {
             0xC0..=0xCF if m != 0xC4 && m != 0xC8 && m != 0xCC => {
                 let h = be16(seg, 1).ok_or(TransformError::Truncated)?;
                 let w = be16(seg, 3).ok_or(TransformError::Truncated)?;
-                return Ok((w, h, orientation));
+                return Ok((w, h, orientation, frame_layout(m, seg)?));
             }
             _ => {}
         }
         i = end;
     }
+}
+
+/// The layout a frame header (SOFn marker `m`, segment `seg`) declares.
+fn frame_layout(m: u8, seg: &[u8]) -> Result<Layout, TransformError> {
+    let n = *seg.get(5).ok_or(TransformError::Truncated)?;
+    let factors: Vec<(u16, u16)> = (0..n as usize)
+        .map(|i| {
+            let hv = *seg.get(7 + 3 * i).ok_or(TransformError::Truncated)?;
+            Ok((u16::from(hv >> 4).max(1), u16::from(hv & 15).max(1)))
+        })
+        .collect::<Result<_, TransformError>>()?;
+    let hmax = factors.iter().map(|f| f.0).max().unwrap_or(1);
+    let vmax = factors.iter().map(|f| f.1).max().unwrap_or(1);
+    let coded_16ths = factors
+        .iter()
+        .map(|&(h, v)| (16 * h * v).div_ceil(hmax * vmax))
+        .sum();
+    Ok(Layout::Jpeg {
+        components: n,
+        // SOF2, SOF6, SOF10, SOF14
+        progressive: matches!(m, 0xC2 | 0xC6 | 0xCA | 0xCE),
+        // SOF3, SOF7, SOF11, SOF15
+        lossless: matches!(m, 0xC3 | 0xC7 | 0xCB | 0xCF),
+        coded_16ths,
+    })
 }
 
 /// Decodes a JPEG with turbojpeg at scale 1/`denom` (1, 2, 4 or 8). Any libjpeg warning

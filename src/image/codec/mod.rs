@@ -24,6 +24,48 @@ pub struct Probe {
     pub height: u32,
     /// EXIF orientation 1-8 (1 = upright). Read from JPEG APP1 only; other formats report 1.
     pub orientation: u8,
+    /// How the samples are stored: what decoding them holds in memory (`image::cost`).
+    pub layout: Layout,
+}
+
+/// The header's facts about the stored samples that decide a decode's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Jpeg {
+        /// 1 grey, 3 YCbCr, 4 CMYK/YCCK (decoded at full size through the `image` crate).
+        components: u8,
+        /// Progressive: the decoder holds every DCT coefficient of the full-size image.
+        progressive: bool,
+        /// Lossless: no DCT, so no scaled decode.
+        lossless: bool,
+        /// Coded samples per pixel in sixteenths (chroma subsampling: 4:2:0 is 24, 4:4:4 48).
+        coded_16ths: u16,
+    },
+    Png {
+        /// Channels once a palette is expanded and `tRNS` turned into alpha (1-4).
+        channels: u8,
+        /// 2 for 16-bit samples, else 1 (1, 2 and 4-bit samples are expanded to 8).
+        sample_bytes: u8,
+    },
+    Webp {
+        /// VP8L (or VP8X, which may hold it): decoded through an ARGB buffer.
+        lossless: bool,
+        alpha: bool,
+    },
+    /// The first frame, composed onto an RGBA canvas of the logical screen.
+    Gif,
+}
+
+impl Layout {
+    /// The decoded pixels carry alpha: the pipeline works on 4 channels, else 3.
+    pub fn alpha(&self) -> bool {
+        match *self {
+            Layout::Jpeg { .. } => false,
+            Layout::Png { channels, .. } => channels == 2 || channels == 4,
+            Layout::Webp { alpha, .. } => alpha,
+            Layout::Gif => true,
+        }
+    }
 }
 
 impl Probe {
@@ -59,7 +101,7 @@ pub fn sniff(bytes: &[u8]) -> Option<SourceFormat> {
 /// proportional to the image).
 pub fn probe(bytes: &[u8]) -> Result<Probe, TransformError> {
     let format = sniff(bytes).ok_or(TransformError::NotAnImage)?;
-    let (width, height, orientation) = match format {
+    let (width, height, orientation, layout) = match format {
         SourceFormat::Jpeg => jpeg::probe(bytes)?,
         SourceFormat::Png => png::probe(bytes)?,
         SourceFormat::Gif => gif::probe(bytes)?,
@@ -76,6 +118,7 @@ pub fn probe(bytes: &[u8]) -> Result<Probe, TransformError> {
         width,
         height,
         orientation,
+        layout,
     })
 }
 
@@ -90,6 +133,21 @@ pub fn decode(bytes: &[u8], probe: &Probe, jpeg_denom: usize) -> Result<Pixels, 
         SourceFormat::Webp => webp::decode(bytes, w, h),
         SourceFormat::Gif => gif::decode(bytes, w, h),
     }
+}
+
+/// The size [`decode`] produces: a JPEG's DCT-scaled size (rounded up, as libjpeg-turbo
+/// does), or the stored size (lossless and CMYK JPEGs are never scaled, nor other formats).
+pub fn decoded_size(probe: &Probe, jpeg_denom: usize) -> (u32, u32) {
+    let scaled = match probe.layout {
+        Layout::Jpeg {
+            lossless: false,
+            components,
+            ..
+        } if components != 4 => jpeg_denom.max(1) as u64,
+        _ => 1,
+    };
+    let dim = |d: u32| (d as u64).div_ceil(scaled) as u32;
+    (dim(probe.width), dim(probe.height))
 }
 
 /// Encodes `p` (RGB or RGBA; JPEG needs RGB, see `ops::flatten`) at `quality` (clamped to
@@ -147,7 +205,8 @@ mod tests {
                 format: SourceFormat::Gif,
                 width: 320,
                 height: 240,
-                orientation: 1
+                orientation: 1,
+                layout: Layout::Gif
             })
         );
         assert_eq!(probe(b"hello"), Err(TransformError::NotAnImage));

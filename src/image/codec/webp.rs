@@ -2,7 +2,7 @@
 //! (libwebp; the `image` crate encodes lossless only).
 
 use crate::image::codec::bytes::{le16, le24, le32};
-use crate::image::codec::{enc_err, image_crate};
+use crate::image::codec::{enc_err, image_crate, Layout};
 use crate::image::error::TransformError;
 use crate::image::pixels::Pixels;
 
@@ -10,8 +10,8 @@ use crate::image::pixels::Pixels;
 /// for a few percent more bytes.
 pub const WEBP_METHOD: i32 = 2;
 
-/// Width and height from the first chunk.
-pub(crate) fn probe(b: &[u8]) -> Result<(u32, u32, u8), TransformError> {
+/// Width, height and layout from the first chunk.
+pub(crate) fn probe(b: &[u8]) -> Result<(u32, u32, u8, Layout), TransformError> {
     let t = TransformError::Truncated;
     let fourcc = b.get(12..16).ok_or(t.clone())?;
     match fourcc {
@@ -23,19 +23,32 @@ pub(crate) fn probe(b: &[u8]) -> Result<(u32, u32, u8), TransformError> {
             }
             let w = le16(b, 26).ok_or(t.clone())? & 0x3fff;
             let h = le16(b, 28).ok_or(t)? & 0x3fff;
-            Ok((w, h, 1))
+            let lossy = Layout::Webp {
+                lossless: false,
+                alpha: false,
+            };
+            Ok((w, h, 1, lossy))
         }
         b"VP8L" => {
             if *b.get(20).ok_or(t.clone())? != 0x2f {
                 return Err(TransformError::Corrupt("bad VP8L signature".into()));
             }
             let bits = le32(b, 21).ok_or(t)?;
-            Ok(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1, 1))
+            let layout = Layout::Webp {
+                lossless: true,
+                alpha: (bits >> 28) & 1 == 1,
+            };
+            Ok(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1, 1, layout))
         }
         b"VP8X" => {
             let w = le24(b, 24).ok_or(t.clone())? + 1;
             let h = le24(b, 27).ok_or(t)? + 1;
-            Ok((w, h, 1))
+            // The extended format may hold either bitstream (or frames): assume lossless.
+            let layout = Layout::Webp {
+                lossless: true,
+                alpha: b.get(20).is_some_and(|flags| flags & 0x10 != 0),
+            };
+            Ok((w, h, 1, layout))
         }
         _ => Err(TransformError::Corrupt("unknown WebP chunk".into())),
     }

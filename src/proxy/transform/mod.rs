@@ -1,28 +1,31 @@
 //! Image transforms applied to origin responses before they are cached: what the URL asks for
 //! (`plan`), whether an origin response can be transformed (`inspect`), the bounded CPU pool
-//! (`reserve`, `run`), and a short memory of sources that failed, so repeats are answered up
-//! front. The pixel work itself lives in `crate::image` (`image::pipeline`), which knows nothing
-//! of the proxy. `response` makes a variant from an origin response on a miss.
+//! and memory budget (`reserve`, `run`), and a short memory of failures, so repeats are
+//! answered up front: per source what is the source's fault, per variant what only that
+//! variant hits (see [`Scope`]). The pixel work itself lives in `crate::image`
+//! (`image::pipeline`), which knows nothing of the proxy. `response` makes a variant from an
+//! origin response on a miss.
 
 pub mod response;
 
 use crate::config::TransformSettings;
-use crate::image::error::{ParamError, PoolError, TransformError};
+use crate::image::error::{BudgetError, ParamError, PoolError, TransformError};
 use crate::image::format::{
     negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated, OutputFormat,
     SourceFormat,
 };
 use crate::image::params::{parse_query, Presets};
 use crate::image::pipeline::{self, Output};
-use crate::image::pool::{Permit, TransformPool};
+use crate::image::pool::{MemoryBudget, Permit, TransformPool};
 use crate::image::spec::{Limits, TransformSpec};
-use crate::signing::{SignatureError, Signer};
+use crate::metrics::METRICS;
+use crate::signing::{SignatureError, Signed, Signer};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Most failed sources remembered at once (oldest dropped first).
+/// Most failures remembered at once (expired ones dropped first, then all).
 const MAX_FAILURES: usize = 10_000;
 /// Transform times remembered for cached variants (least recently used dropped first).
 const MAX_DURATIONS: usize = 16_384;
@@ -75,26 +78,81 @@ pub enum Failure {
     Image(#[from] TransformError),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    #[error(transparent)]
+    Memory(#[from] BudgetError),
+}
+
+/// Whom a failure is remembered for (`transform.failure_ttl`), so that a repeat is answered
+/// up front without asking the origin again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The source's fault (too large, too many pixels, corrupt, truncated, not an image):
+    /// every variant of it fails alike.
+    Source,
+    /// Only this variant (its canonical transform) fails: an output too large, an encoder
+    /// error, a memory need above the whole budget, a job that ran past `transform.timeout`
+    /// (it cannot be stopped: a repeat would start another copy of the same costly job).
+    /// Other variants of the source are still made.
+    Variant,
+    /// Not remembered: the server was busy (the job waited past its timeout for a worker or
+    /// for memory, and never ran), or shutting down.
+    None,
 }
 
 impl Failure {
-    /// 422 for a source we cannot use (too big, bomb, corrupt, truncated, not an image);
-    /// 500 when our side failed (encoder, pool).
+    /// 422 for what cannot be made from this source (too big, bomb, corrupt, truncated, not
+    /// an image, more memory than the whole budget); 503 when over time (retry later); 500
+    /// when our side failed (encoder, pool).
     pub fn status(&self) -> u16 {
         match self {
-            // Over its budget: our side is overloaded or the image too costly; retry later.
-            Failure::Pool(PoolError::TimedOut(_)) => 503,
+            Failure::Pool(PoolError::TimedOut(_) | PoolError::Expired(_)) => 503,
+            Failure::Memory(BudgetError::Busy { .. }) => 503,
+            Failure::Memory(BudgetError::NeverFits { .. }) => 422,
             Failure::Image(TransformError::Encode(_)) | Failure::Pool(_) => 500,
             Failure::Image(_) => 422,
         }
     }
 
-    /// Metric label: too_big | bomb | bad_data | encode | pool | timeout.
+    /// Metric label: too_big | bomb | bad_data | encode | pool | timeout | memory |
+    /// memory_wait.
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::Image(e) => e.reason(),
-            Failure::Pool(PoolError::TimedOut(_)) => "timeout",
+            Failure::Pool(PoolError::TimedOut(_) | PoolError::Expired(_)) => "timeout",
             Failure::Pool(_) => "pool",
+            Failure::Memory(BudgetError::NeverFits { .. }) => "memory",
+            Failure::Memory(BudgetError::Busy { .. }) => "memory_wait",
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        match self {
+            Failure::Image(TransformError::OutputTooLarge { .. } | TransformError::Encode(_)) => {
+                Scope::Variant
+            }
+            Failure::Image(_) => Scope::Source,
+            Failure::Pool(PoolError::TimedOut(_) | PoolError::Panicked(_)) => Scope::Variant,
+            Failure::Pool(PoolError::Expired(_) | PoolError::Shutdown) => Scope::None,
+            Failure::Memory(BudgetError::NeverFits { .. }) => Scope::Variant,
+            Failure::Memory(BudgetError::Busy { .. }) => Scope::None,
+        }
+    }
+}
+
+/// Where a request's failures are remembered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureKeys {
+    /// The origin resource: host, path, forwarded query.
+    pub source: String,
+    /// The source and the canonical transform made of it.
+    pub variant: String,
+}
+
+impl FailureKeys {
+    pub fn new(source_key: &str, planned: &Planned) -> FailureKeys {
+        FailureKeys {
+            source: format!("s\n{source_key}"),
+            variant: format!("v\n{source_key}\n{}", planned.produced()),
         }
     }
 }
@@ -109,6 +167,8 @@ pub struct Transformer {
     limits: Arc<Limits>,
     presets: Presets,
     pool: TransformPool,
+    /// `transform.max_memory_bytes`: each job reserves its estimated peak before decoding.
+    memory: MemoryBudget,
     /// Output formats `format=auto` may choose.
     auto_formats: Vec<OutputFormat>,
     failure_ttl: Duration,
@@ -137,6 +197,7 @@ impl Transformer {
             limits: Arc::new(s.limits.clone()),
             presets: s.presets.clone(),
             pool: TransformPool::new(s.workers, s.queue),
+            memory: MemoryBudget::new(s.max_memory_bytes),
             auto_formats,
             failure_ttl: s.failure_ttl,
             timeout: s.timeout,
@@ -177,26 +238,44 @@ impl Transformer {
             // Same bytes as the fixed format, but stored with `Vary: Accept`: its own entry.
             canonical.push_str(",auto");
         }
+        let forward_query = match self.signer {
+            // `exp=` belongs to the signature: neither the origin's nor the cache key's.
+            Some(_) => crate::signing::without_expiry(parsed.forward_query),
+            None => parsed.forward_query,
+        };
         Ok(Some(Planned {
             canonical,
             vary_accept: spec.format == FormatChoice::Auto,
             negotiated,
             spec,
-            forward_query: parsed.forward_query,
+            forward_query,
             signature: parsed.signature,
         }))
     }
 
-    /// Checks the URL's signature when signing is configured: `path` is the client's path.
-    pub fn verify_signature(&self, path: &str, planned: &Planned) -> Result<(), SignatureError> {
-        match &self.signer {
-            Some(s) => s.verify(
-                path,
-                &planned.spec.signed_form(),
-                planned.signature.as_deref(),
-            ),
-            None => Ok(()),
-        }
+    /// Checks the URL's signature (and expiry) when signing is configured: `host`, `path` and
+    /// `query` are the client's, as sent.
+    pub fn verify_signature(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        planned: &Planned,
+    ) -> Result<(), SignatureError> {
+        let Some(signer) = &self.signer else {
+            return Ok(());
+        };
+        let signed = Signed {
+            host,
+            path,
+            query: query.unwrap_or(""),
+            canonical: &planned.spec.signed_form(),
+        };
+        signer.verify(
+            &signed,
+            planned.signature.as_deref(),
+            crate::signing::unix_now(),
+        )
     }
 
     /// Decides from the origin's response header alone.
@@ -246,10 +325,13 @@ impl Transformer {
         self.pool.try_reserve()
     }
 
-    /// Runs the transform into `out` on the pool and waits for it. Called from a synchronous
-    /// body filter: `block_in_place` lets the runtime move this worker's other tasks elsewhere
-    /// meanwhile. `declared` is the source format the `Content-Type` named (see [`Verdict`]):
-    /// a source whose bytes are of another format is transformed all the same, and logged.
+    /// Runs the transform into `out` on the pool and waits for it, within `transform.timeout`:
+    /// the header is read and the limits checked here (nothing decoded), the job's estimated
+    /// peak is reserved from the memory budget (waiting for running jobs if need be), then the
+    /// job is queued. Called from a synchronous body filter: `block_in_place` lets the runtime
+    /// move this worker's other tasks elsewhere meanwhile. `declared` is the source format the
+    /// `Content-Type` named (see [`Verdict`]): a source whose bytes are of another format is
+    /// transformed all the same, and logged.
     pub fn run(
         &self,
         permit: Permit,
@@ -258,19 +340,13 @@ impl Transformer {
         out: OutputFormat,
         declared: SourceFormat,
     ) -> Result<Output, Failure> {
-        let limits = Arc::clone(&self.limits);
-        let spec = spec.clone();
-        let job = move || pipeline::transform(&source, &spec, out, &limits);
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if multi_thread {
-            tokio::task::block_in_place(|| {
-                self.pool.run_blocking_timeout(permit, job, self.timeout)
-            })
+        let output = if multi_thread {
+            tokio::task::block_in_place(|| self.run_blocking(permit, source, spec, out))
         } else {
-            self.pool.run_blocking_timeout(permit, job, self.timeout)
-        };
-        let output = result??;
+            self.run_blocking(permit, source, spec, out)
+        }?;
         if output.source != declared {
             log::info!(
                 "transform source declared {} by its Content-Type is {}",
@@ -281,7 +357,47 @@ impl Transformer {
         Ok(output)
     }
 
-    pub fn remember_failure(&self, source_key: &str, status: u16, reason: &str) {
+    fn run_blocking(
+        &self,
+        permit: Permit,
+        source: Vec<u8>,
+        spec: &TransformSpec,
+        out: OutputFormat,
+    ) -> Result<Output, Failure> {
+        let started = Instant::now();
+        let prepared = pipeline::prepare(&source, spec, out, &self.limits)?;
+        let grant = self.memory.reserve(prepared.peak_bytes(), self.timeout)?;
+        if grant.waited {
+            METRICS.transform_memory_waits.inc();
+        }
+        let limits = Arc::clone(&self.limits);
+        let spec = spec.clone();
+        let job = move || {
+            // The reservation lasts as long as the job, even past its waiter's timeout.
+            let _grant = grant;
+            prepared.run(&source, &spec, &limits)
+        };
+        let left = self.timeout.saturating_sub(started.elapsed());
+        Ok(self.pool.run_blocking_timeout(permit, job, left)??)
+    }
+
+    /// Remembers a failure for `failure_ttl`, under the key its scope names.
+    pub fn remember(&self, keys: &FailureKeys, failure: &Failure) {
+        let key = match failure.scope() {
+            Scope::Source => &keys.source,
+            Scope::Variant => &keys.variant,
+            Scope::None => return,
+        };
+        self.remember_failure(key, failure.status(), &failure.to_string());
+    }
+
+    /// A failure of the source or of this variant seen within `failure_ttl`.
+    pub fn recent_failure_of(&self, keys: &FailureKeys) -> Option<(u16, String)> {
+        self.recent_failure(&keys.source)
+            .or_else(|| self.recent_failure(&keys.variant))
+    }
+
+    pub fn remember_failure(&self, key: &str, status: u16, reason: &str) {
         let mut f = self.failures.lock();
         let now = Instant::now();
         if f.len() >= MAX_FAILURES {
@@ -291,7 +407,7 @@ impl Transformer {
             }
         }
         f.insert(
-            source_key.to_string(),
+            key.to_string(),
             Remembered {
                 status,
                 reason: reason.to_string(),
@@ -300,17 +416,27 @@ impl Transformer {
         );
     }
 
-    /// A failure of this source seen within `failure_ttl`: `(status, reason)`.
-    pub fn recent_failure(&self, source_key: &str) -> Option<(u16, String)> {
+    /// A failure remembered under `key` within `failure_ttl`: `(status, reason)`.
+    pub fn recent_failure(&self, key: &str) -> Option<(u16, String)> {
         let mut f = self.failures.lock();
-        match f.get(source_key) {
+        match f.get(key) {
             Some(r) if r.until > Instant::now() => Some((r.status, r.reason.clone())),
             Some(_) => {
-                f.remove(source_key);
+                f.remove(key);
                 None
             }
             None => None,
         }
+    }
+
+    /// Bytes reserved by transforms in flight (`transform.max_memory_bytes`).
+    pub fn memory_reserved(&self) -> u64 {
+        self.memory.reserved()
+    }
+
+    /// Transforms waiting for memory.
+    pub fn memory_waiting(&self) -> usize {
+        self.memory.waiting()
     }
 
     pub fn queue_depth(&self) -> usize {
@@ -322,14 +448,33 @@ impl Transformer {
     }
 }
 
-/// The `sig=` for a URL (`path?query`), or why there is none (`imgedge sign`).
+/// What `imgedge sign` adds to the URL it is given.
+#[derive(Debug, Default, Clone)]
+pub struct SignOptions {
+    /// `exp=` to set (unix seconds), replacing one in the URL.
+    pub expires_at: Option<u64>,
+    /// The host to sign for when the URL names none (`--host`; for `cover_host`).
+    pub host: Option<String>,
+}
+
+/// The URL (`path?query`) with its `sig=`, or why there is none.
 pub fn sign_url(settings: &TransformSettings, url: &str) -> Result<String, String> {
-    let signer = Signer::new(
-        settings
-            .signing
-            .clone()
-            .ok_or("transform.signing is not configured")?,
-    );
+    sign_url_with(settings, url, &SignOptions::default())
+}
+
+/// `imgedge sign`: the URL with `exp=` (when asked) and its `sig=`, made as the proxy checks
+/// it under the configured coverage.
+pub fn sign_url_with(
+    settings: &TransformSettings,
+    url: &str,
+    opts: &SignOptions,
+) -> Result<String, String> {
+    let signing = settings
+        .signing
+        .clone()
+        .ok_or("transform.signing is not configured")?;
+    let cover_host = signing.cover_host;
+    let signer = Signer::new(signing);
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
     // `scheme://host/path` is signed for its path; a URL given as a path is signed whole, even
     // when the path itself holds "://" (`/img/http://origin/a.jpg`).
@@ -345,19 +490,43 @@ pub fn sign_url(settings: &TransformSettings, url: &str) -> Result<String, Strin
     } else {
         "/"
     };
+    let url_host = head[..path_start]
+        .split_once("://")
+        .map(|(_, authority)| authority.rsplit('@').next().unwrap_or(authority));
+    let host = match (url_host, opts.host.as_deref()) {
+        (Some(u), Some(o)) if !u.eq_ignore_ascii_case(o) => {
+            return Err(format!("--host {o} differs from the URL's host {u}"))
+        }
+        (Some(h), _) | (None, Some(h)) => h,
+        (None, None) if cover_host => {
+            return Err("transform.signing.cover_host is on: give the URL with its host (https://host/path?...) or --host".into())
+        }
+        (None, None) => "",
+    };
     let parsed = parse_query(Some(query), &settings.limits, &settings.presets)
         .map_err(|e| format!("invalid transform parameter: {e}"))?;
     let spec = parsed
         .transform
         .ok_or("the URL has no transform parameter: nothing to sign")?;
-    let sig = signer
-        .sign(path, &spec.signed_form())
-        .ok_or("transform.signing has no key")?;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("sig="))
+    let mut kept: Vec<String> = crate::signing::unsigned_pairs(query)
+        .filter(|p| opts.expires_at.is_none() || p.split_once('=').map_or(*p, |(k, _)| k) != "exp")
+        .map(str::to_string)
         .collect();
-    Ok(format!("{head}?{}&sig={sig}", kept.join("&")))
+    if let Some(at) = opts.expires_at {
+        kept.push(format!("exp={at}"));
+    }
+    let query = kept.join("&");
+    let signed = Signed {
+        host,
+        path,
+        query: &query,
+        canonical: &spec.signed_form(),
+    };
+    let sig = signer.sign(&signed).map_err(|e| match e {
+        SignatureError::Missing => "transform.signing has no key".to_string(),
+        e => e.to_string(),
+    })?;
+    Ok(format!("{head}?{query}&sig={sig}"))
 }
 
 #[cfg(test)]
@@ -374,6 +543,7 @@ mod tests {
             presets: Presets::new(),
             workers: 1,
             queue: 1,
+            max_memory_bytes: defaults::TRANSFORM_MAX_MEMORY_BYTES,
             auto_avif: false,
             failure_ttl: defaults::TRANSFORM_FAILURE_TTL,
             timeout: defaults::TRANSFORM_TIMEOUT,
@@ -442,6 +612,8 @@ mod tests {
         settings.signing = Some(crate::signing::SigningSettings {
             keys: vec![b"0123456789abcdef0123".to_vec()],
             required: true,
+            cover_host: false,
+            cover_query: false,
         });
         settings
     }
@@ -455,12 +627,11 @@ mod tests {
         let t = Transformer::new(&settings);
         let plan = |q: &str| t.plan(Some(q), None).unwrap().unwrap();
         let ok = plan(&format!("fit=cover&sig={sig}&width=300"));
-        assert!(t.verify_signature("/p/a.jpg", &ok).is_ok());
+        let verify = |p: &Planned| t.verify_signature("h", "/p/a.jpg", None, p);
+        assert!(verify(&ok).is_ok());
         let changed = plan(&format!("fit=cover&sig={sig}&width=301"));
-        assert!(t.verify_signature("/p/a.jpg", &changed).is_err());
-        assert!(t
-            .verify_signature("/p/a.jpg", &plan("w=300&fit=cover"))
-            .is_err());
+        assert!(verify(&changed).is_err());
+        assert!(verify(&plan("w=300&fit=cover")).is_err());
         assert!(sign_url(&settings, "/a.jpg?x=1").is_err());
     }
 
@@ -481,7 +652,45 @@ mod tests {
                 .plan(Some(&format!("w=10&sig={sig}")), None)
                 .unwrap()
                 .unwrap();
-            assert!(t.verify_signature(path, &plan).is_ok(), "{url}");
+            assert!(t.verify_signature("h", path, None, &plan).is_ok(), "{url}");
         }
+    }
+
+    /// `imgedge sign --expires/--host` under host and query coverage: what it prints verifies
+    /// for that host and query only, and `exp=` is taken out of the forwarded query.
+    #[test]
+    fn sign_url_with_expiry_and_coverage() {
+        let mut settings = signing_settings();
+        if let Some(s) = settings.signing.as_mut() {
+            s.cover_host = true;
+            s.cover_query = true;
+        }
+        let t = Transformer::new(&settings);
+        let now = crate::signing::unix_now();
+        let opts = SignOptions {
+            expires_at: Some(now + 60),
+            host: None,
+        };
+        let signed =
+            sign_url_with(&settings, "https://H.example/a.jpg?w=10&v=1&exp=1", &opts).unwrap();
+        let query = signed.split_once('?').unwrap().1;
+        assert!(
+            query.starts_with(&format!("w=10&v=1&exp={}&sig=", now + 60)),
+            "{signed}"
+        );
+        let plan = t.plan(Some(query), None).unwrap().unwrap();
+        assert_eq!(plan.forward_query.as_deref(), Some("v=1"));
+        let check = |host, q: &str| t.verify_signature(host, "/a.jpg", Some(q), &plan);
+        assert_eq!(check("h.example", query), Ok(()));
+        assert!(check("other.example", query).is_err());
+        assert!(check("h.example", &format!("{query}&x=1")).is_err());
+        // A path-only URL needs --host under cover_host; a --host that differs is an error.
+        assert!(sign_url(&settings, "/a.jpg?w=10").is_err());
+        let host = |h: &str| SignOptions {
+            expires_at: None,
+            host: Some(h.into()),
+        };
+        assert!(sign_url_with(&settings, "/a.jpg?w=10", &host("h.example")).is_ok());
+        assert!(sign_url_with(&settings, "http://a.example/a.jpg?w=10", &host("b")).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! header turned into the variant's (or a 422 refusal), the source body buffered and
 //! transformed on the pool at its end. What this leaves in the body is what is cached.
 
-use super::{Planned, Verdict};
+use super::{FailureKeys, Planned, Verdict};
 use crate::image::format::OutputFormat;
 use crate::metrics::METRICS;
 use crate::proxy::ctx::{Buffering, Ctx};
@@ -13,18 +13,19 @@ use pingora::prelude::*;
 use pingora_http::ResponseHeader;
 use std::time::Instant;
 
-/// Before going to the origin for a transform made here: a source that just failed is
-/// answered with its error; a pool slot is reserved (503 when full). `Ok(false)`: answered.
+/// Before going to the origin for a transform made here: a source, or this variant of it,
+/// that just failed is answered with its error; a pool slot is reserved (503 when full).
+/// `Ok(false)`: answered.
 pub async fn reserve(state: &State, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-    if ctx.transform.planned.is_none()
-        || ctx.transform.forwarded
-        || session.req_header().method == http::Method::HEAD
-    {
+    let Some(keys) = failure_keys(ctx) else {
+        return Ok(true);
+    };
+    if ctx.transform.forwarded || session.req_header().method == http::Method::HEAD {
         return Ok(true);
     }
     let t = &state.transformer;
     let cors = ctx.request.cors.as_deref();
-    if let Some((status, reason)) = t.recent_failure(&ctx.transform.source_key) {
+    if let Some((status, reason)) = t.recent_failure_of(&keys) {
         refused("remembered");
         respond_text(session, cors, status, &reason).await?;
         return Ok(false);
@@ -40,6 +41,12 @@ pub async fn reserve(state: &State, session: &mut Session, ctx: &mut Ctx) -> Res
             Ok(false)
         }
     }
+}
+
+/// Where this request's failures are remembered (`None`: no transform).
+fn failure_keys(ctx: &Ctx) -> Option<FailureKeys> {
+    let planned = ctx.transform.planned.as_deref()?;
+    Some(FailureKeys::new(&ctx.transform.source_key, planned))
 }
 
 fn refused(reason: &str) {
@@ -101,8 +108,11 @@ pub fn on_header(
                 session.req_header().uri
             );
             refused("too_big");
-            let key = &ctx.transform.source_key;
-            state.transformer.remember_failure(key, 422, &reason);
+            // The declared length is the source's own: every variant of it is refused alike.
+            let keys = FailureKeys::new(&ctx.transform.source_key, planned);
+            state
+                .transformer
+                .remember_failure(&keys.source, 422, &reason);
             let body = Bytes::from(format!("{reason}\n"));
             *resp = ResponseHeader::build(422, Some(4))?;
             resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
@@ -181,17 +191,17 @@ fn run(state: &State, session: &Session, b: Buffering, ctx: &mut Ctx) -> Result<
         }
         Err(failure) => {
             // The status line may be gone: abort so nothing is cached and the client sees a
-            // failed response; repeats are answered up front (`reserve`).
+            // failed response; repeats are answered up front (`reserve`), per the failure's
+            // scope (`Failure::scope`).
             let reason = failure.to_string();
             log::warn!(
                 "transform failed for {} ({source_len} source bytes): {reason}",
                 session.req_header().uri
             );
             refused(failure.reason());
-            let key = &ctx.transform.source_key;
-            state
-                .transformer
-                .remember_failure(key, failure.status(), &reason);
+            if let Some(keys) = failure_keys(ctx) {
+                state.transformer.remember(&keys, &failure);
+            }
             ctx.transform.failure = Some(reason.clone());
             Error::e_explain(ErrorType::HTTPStatus(failure.status()), reason)
         }
