@@ -332,9 +332,13 @@ fn transform_over_its_budget_is_a_clean_503_and_nothing_is_cached() {
         // The status line had gone out: the chunked body is aborted, never complete.
         Err(e) => assert!(!e.is_empty()),
     }
-    assert!(edge
-        .log()
-        .contains("transform did not finish within 1ms (transform.timeout)"));
+    // Timed out running, or (issue 18) still waiting for a worker when the 1 ms was up.
+    let log = edge.log();
+    assert!(
+        log.contains("transform did not finish within 1ms (transform.timeout)")
+            || log.contains("transform waited 1ms for a worker (transform.timeout)"),
+        "{log}"
+    );
     // Nothing was stored: the repeat is not a hit (the failure is remembered briefly).
     let again = get(&edge.url("/m.jpg?w=300&format=png"));
     assert_eq!(

@@ -378,7 +378,16 @@ impl Transformer {
             prepared.run(&source, &spec, &limits)
         };
         let left = self.timeout.saturating_sub(started.elapsed());
-        Ok(self.pool.run_blocking_timeout(permit, job, left)??)
+        // Errors name the configured timeout, not what was left of it after the memory wait.
+        let named = |e| match e {
+            PoolError::TimedOut(_) => PoolError::TimedOut(self.timeout),
+            PoolError::Expired(_) => PoolError::Expired(self.timeout),
+            e => e,
+        };
+        Ok(self
+            .pool
+            .run_blocking_timeout(permit, job, left)
+            .map_err(named)??)
     }
 
     /// Remembers a failure for `failure_ttl`, under the key its scope names.
