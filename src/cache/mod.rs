@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod fastpath;
+pub mod fields;
 pub mod freshness;
 pub mod invalidate;
 pub mod purge;
