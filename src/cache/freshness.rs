@@ -383,5 +383,4 @@ mod tests {
         // Nothing to go by: stored, but stale at once.
         assert!(!meta(&resp(&[]), now).unwrap().is_fresh(now));
     }
-
 }

@@ -534,5 +534,4 @@ mod tests {
         t.remember_failure("k", 422, "corrupt");
         assert_eq!(t.recent_failure("k"), Some((422, "corrupt".to_string())));
     }
-
 }
