@@ -24,6 +24,11 @@ fn with_host(edge: &Edge, method: &str, target: &str, host: &str) -> (u16, Strin
     exchange(stream, &req)
 }
 
+/// A text response with the given `Cache-Control`.
+fn text(body: &str, cache_control: &str) -> Reply {
+    Reply::ok("text/plain", body).header("Cache-Control", cache_control)
+}
+
 #[test]
 fn the_key_holds_exactly_the_host_the_origin_is_told() {
     let origin = Origin::start();
@@ -62,15 +67,11 @@ fn set_cookie_responses_are_not_shared() {
     let origin = Origin::start();
     origin.route(
         "/me",
-        Reply::ok("text/plain", "hello you")
-            .header("Cache-Control", "max-age=300")
-            .header("Set-Cookie", "sid=alice"),
+        text("hello you", "max-age=300").header("Set-Cookie", "sid=alice"),
     );
     origin.route(
         "/shared",
-        Reply::ok("text/plain", "hello all")
-            .header("Cache-Control", "public, max-age=300")
-            .header("Set-Cookie", "sid=bob"),
+        text("hello all", "public, max-age=300").header("Set-Cookie", "sid=bob"),
     );
     let edge = edge(&origin, "");
     get(&edge.url("/me"));
@@ -95,23 +96,11 @@ fn set_cookie_responses_are_not_shared() {
 #[test]
 fn vary_selects_the_stored_variant() {
     let origin = Origin::start();
-    origin.route(
-        "/v",
-        Reply::ok("text/plain", "v")
-            .header("Cache-Control", "max-age=300")
-            .header("Vary", "Accept"),
-    );
-    origin.route(
-        "/star",
-        Reply::ok("text/plain", "s")
-            .header("Cache-Control", "max-age=300")
-            .header("Vary", "*"),
-    );
+    origin.route("/v", text("v", "max-age=300").header("Vary", "Accept"));
+    origin.route("/star", text("s", "max-age=300").header("Vary", "*"));
     origin.route(
         "/cookie",
-        Reply::ok("text/plain", "c")
-            .header("Cache-Control", "public, max-age=300")
-            .header("Vary", "Cookie"),
+        text("c", "public, max-age=300").header("Vary", "Cookie"),
     );
     let edge = edge(&origin, "");
     let webp = [("Accept", "image/webp,image/jpeg")];
@@ -140,9 +129,7 @@ fn variants_per_url_are_bounded() {
     let origin = Origin::start();
     origin.route(
         "/many",
-        Reply::ok("text/plain", "m")
-            .header("Cache-Control", "max-age=300")
-            .header("Vary", "X-Flavour"),
+        text("m", "max-age=300").header("Vary", "X-Flavour"),
     );
     let edge = edge(&origin, "cache: {max_variants: 3}");
     for round in 0..2 {
@@ -199,14 +186,8 @@ fn stale_is_never_served_against_no_cache_or_must_revalidate() {
 #[test]
 fn unsafe_methods_invalidate_the_url() {
     let origin = Origin::start();
-    origin.route(
-        "/doc",
-        Reply::ok("text/plain", "doc").header("Cache-Control", "max-age=300"),
-    );
-    origin.route(
-        "/doc?v=1",
-        Reply::ok("text/plain", "doc").header("Cache-Control", "max-age=300"),
-    );
+    origin.route("/doc", text("doc", "max-age=300"));
+    origin.route("/doc?v=1", text("doc", "max-age=300"));
     let edge = edge(&origin, "");
     get(&edge.url("/doc"));
     get(&edge.url("/doc?v=1"));
@@ -223,10 +204,7 @@ fn unsafe_methods_invalidate_the_url() {
         "the POST and the GET after it reach the origin"
     );
     // A failed unsafe request invalidates nothing.
-    origin.route(
-        "/keep",
-        Reply::ok("text/plain", "k").header("Cache-Control", "max-age=300"),
-    );
+    origin.route("/keep", text("k", "max-age=300"));
     get(&edge.url("/keep"));
     origin.route("/keep", Reply::ok("text/plain", "no").status(500));
     let (s, _) = with_host(&edge, "DELETE", "/keep", &host);
@@ -239,8 +217,7 @@ fn a_304_updates_the_stored_headers() {
     let origin = Origin::start();
     origin.route(
         "/u",
-        Reply::ok("text/plain", "u")
-            .header("Cache-Control", "max-age=60")
+        text("u", "max-age=60")
             .header("Age", "120") // stored stale: the next request revalidates
             .header("ETag", "\"a\"")
             .header("X-Version", "1"),
@@ -249,8 +226,7 @@ fn a_304_updates_the_stored_headers() {
     get(&edge.url("/u"));
     origin.route(
         "/u",
-        Reply::ok("text/plain", "u")
-            .header("Cache-Control", "max-age=300")
+        text("u", "max-age=300")
             .header("ETag", "\"a\"")
             .header("X-Version", "2"),
     );
@@ -265,18 +241,8 @@ fn a_304_updates_the_stored_headers() {
 #[test]
 fn age_from_the_origin_counts() {
     let origin = Origin::start();
-    origin.route(
-        "/old",
-        Reply::ok("text/plain", "o")
-            .header("Cache-Control", "max-age=3600")
-            .header("Age", "7200"),
-    );
-    origin.route(
-        "/aged",
-        Reply::ok("text/plain", "a")
-            .header("Cache-Control", "max-age=3600")
-            .header("Age", "30"),
-    );
+    origin.route("/old", text("o", "max-age=3600").header("Age", "7200"));
+    origin.route("/aged", text("a", "max-age=3600").header("Age", "30"));
     let edge = edge(&origin, "");
     get(&edge.url("/old"));
     get(&edge.url("/old"));

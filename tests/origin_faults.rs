@@ -103,26 +103,6 @@ impl Drop for SplitOrigin {
     }
 }
 
-/// Closes with a TCP RST (SO_LINGER 0).
-fn reset(conn: TcpStream) {
-    use std::os::unix::io::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket and a correctly sized option value.
-    unsafe {
-        libc::setsockopt(
-            conn.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    drop(conn);
-}
-
 fn serve(conn: TcpStream, st: Arc<Mutex<SplitState>>, stop: Arc<AtomicBool>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;

@@ -357,7 +357,7 @@ impl Drop for FaultyOrigin {
 }
 
 /// Closes with a TCP RST instead of a FIN (SO_LINGER with a zero timeout).
-fn reset(conn: TcpStream) {
+pub fn reset(conn: TcpStream) {
     use std::os::unix::io::AsRawFd;
     let linger = libc::linger {
         l_onoff: 1,
