@@ -26,6 +26,7 @@ pub struct Metrics {
     pub peer_healthy: IntGaugeVec,
     pub circuit_state: IntGaugeVec,
     pub circuit_transitions: IntCounterVec,
+    pub source_fetches: IntCounterVec,
     pub circuit_bypassed: IntCounterVec,
     pub client_timeouts: IntCounterVec,
     pub cache_lookups: IntCounterVec,
@@ -123,6 +124,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "imgedge_upstream_circuit_transitions_total",
             "Circuit breaker state changes, by the state entered",
             &["pool", "peer", "to"]
+        )?,
+        source_fetches: register_int_counter_vec!(
+            "imgedge_source_fetches_total",
+            "Originals fetched for transform misses through the source cache, by how the cache answered (hit: an origin fetch saved; miss/expired: fetched from the origin; revalidated: a conditional request)",
+            &["cache"]
         )?,
         circuit_bypassed: register_int_counter_vec!(
             "imgedge_upstream_circuit_bypassed_total",

@@ -203,6 +203,9 @@ pub struct Route {
     pub cache: bool,
     /// Send the canonical transform upstream (an imgedge shield) instead of transforming here.
     pub forward_transform: bool,
+    /// Transform misses read the original through this node's own cache (one origin fetch and
+    /// one stored original per source, whatever the number of variants).
+    pub source_cache: bool,
 }
 
 #[derive(Debug, Clone)]

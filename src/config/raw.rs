@@ -114,6 +114,7 @@ pub struct RawRoute {
     pub strip_prefix: Option<bool>,
     pub cache: Option<bool>,
     pub forward_transform: Option<bool>,
+    pub source_cache: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

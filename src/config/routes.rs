@@ -1,6 +1,7 @@
 //! The `routes` section: which requests go to which upstream, and how.
 
 use super::check::Errors;
+use super::defaults;
 use super::raw::RawRoute;
 use super::{Route, Upstream};
 
@@ -65,6 +66,7 @@ pub(super) fn validate_routes(
             strip_prefix: r.strip_prefix.unwrap_or(false),
             cache: r.cache.unwrap_or(true),
             forward_transform: r.forward_transform.unwrap_or(false),
+            source_cache: r.source_cache.unwrap_or(defaults::ROUTE_SOURCE_CACHE),
         });
     }
     routes

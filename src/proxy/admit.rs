@@ -51,6 +51,8 @@ pub fn request_host(req: &RequestHeader) -> String {
 /// Everything `request_filter` checks before the rate limits. `Ok(true)`: an answer was sent
 /// (a refusal, or a PURGE) and the request ends here.
 pub async fn screen(state: &'static State, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    // Only the private source socket is a Unix one (its clients have no address of their own).
+    ctx.request.internal = session.server_addr().is_some_and(|a| a.as_unix().is_some());
     if let Some((status, reason)) = super::http_limits::check(&state.http, session.req_header()) {
         let client = session.client_addr();
         log::info!("refused a request from {client:?}: {reason}");
@@ -116,8 +118,23 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         Some(p) => p.forward_query.as_deref(),
         None => req.uri.query(),
     };
-    // The origin is asked for exactly what the key names: the normal form of the path.
-    if route.strip_prefix || planned.is_some() || path != req.uri.path() {
+    ctx.transform.via_source = planned.is_some()
+        && req.method == http::Method::GET
+        && route.cache
+        && route.source_cache
+        && !route.forward_transform
+        && state.source_socket.is_some();
+    if ctx.transform.via_source {
+        // The original, as a plain request for it would name it: same host, path and query,
+        // routed and cached here again (its own key, its own freshness).
+        let mut uri = path.to_string();
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            uri.push('?');
+            uri.push_str(q);
+        }
+        ctx.request.upstream_uri = Some(uri);
+    } else if route.strip_prefix || planned.is_some() || path != req.uri.path() {
+        // The origin is asked for exactly what the key names: the normal form of the path.
         let mut uri = routes::upstream_path(route, path);
         let mut params: Vec<String> = query.map(str::to_string).into_iter().collect();
         if let (Some(p), true) = (&planned, route.forward_transform) {
@@ -149,7 +166,8 @@ pub async fn rate_limit(
     stage: Stage,
 ) -> Result<bool> {
     let limiter = &state.limiter;
-    if !limiter.is_enabled() {
+    // The client's request was limited already; its original fetch is not a second request.
+    if !limiter.is_enabled() || ctx.request.internal {
         return Ok(false);
     }
     let cors = ctx.request.cors.clone();

@@ -42,6 +42,9 @@ pub struct RequestCtx {
     pub limit_headers: Vec<(String, String)>,
     /// Path and query sent upstream when it differs from the client's.
     pub upstream_uri: Option<String>,
+    /// Came in on the private source socket: this process fetching an original for a
+    /// transform miss (no rate limits, no usage event, not counted as a client request).
+    pub internal: bool,
     /// The response went out on the socket directly (a sendfile hit): what logging reports.
     pub direct: Option<Direct>,
 }
@@ -131,6 +134,8 @@ pub struct TransformCtx {
     pub planned: Option<Box<Planned>>,
     /// The transform is sent upstream (a shield makes it) instead of being made here.
     pub forwarded: bool,
+    /// The original is fetched through this node's own cache (`routes[].source_cache`).
+    pub via_source: bool,
     /// Identifies the origin resource (for remembering failed sources).
     pub source_key: String,
     /// A slot of the transform pool, reserved before going to the origin.

@@ -43,6 +43,14 @@ pub fn finish(state: &State, session: &Session, e: Option<&Error>, ctx: &mut Ctx
         }
     }
     let elapsed = ctx.timing.start.map_or(Duration::ZERO, |s| s.elapsed());
+    // An original fetched for a transform miss is part of the client's request, which is the
+    // one counted and reported (`imgedge_source_fetches_total` counts these).
+    if ctx.request.internal {
+        if state.access_log {
+            access_line(session, e, ctx, &s, elapsed);
+        }
+        return;
+    }
     count(state, e, ctx, &s, elapsed);
     if let Some(usage) = &state.usage {
         usage_event(state, usage, session, ctx, &s);
@@ -116,10 +124,11 @@ fn usage_event(
 
 fn access_line(session: &Session, e: Option<&Error>, ctx: &Ctx, s: &Sent, elapsed: Duration) {
     let req = session.req_header();
-    let client = session
-        .client_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "-".into());
+    let client = match session.client_addr() {
+        _ if ctx.request.internal => super::origin::SOURCE_PEER.to_string(),
+        Some(a) => a.to_string(),
+        None => "-".into(),
+    };
     let error = e.map(|e| format!(" error=\"{e}\"")).unwrap_or_default();
     let transform = ctx
         .transform

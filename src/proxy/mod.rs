@@ -219,13 +219,14 @@ impl ProxyHttp for ImgEdge {
     fn should_serve_stale(
         &self,
         _session: &mut Session,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
         error: Option<&Error>,
     ) -> bool {
         match error {
             // stale-while-revalidate: the entry's own window decides (`cache::freshness`: the
-            // origin's directive, or the configured one where nothing forbids it).
-            None => true,
+            // origin's directive, or the configured one where nothing forbids it); but a
+            // variant is never made from a stale original (the source cache waits for it).
+            None => !ctx.request.internal,
             // stale-if-error: the origin is unreachable or failing.
             Some(e) => {
                 e.esource() == &ErrorSource::Upstream

@@ -41,6 +41,9 @@ fn url_key(state: &State, session: &Session, ctx: &Ctx) -> u64 {
 /// Picks a healthy peer, skipping the ones that failed this request and open circuits (unless
 /// every circuit is open: then peers are tried anyway).
 pub fn choose_peer(state: &State, session: &Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    if ctx.transform.via_source {
+        return source_peer(state, ctx);
+    }
     let pool = state
         .pool(ctx.request.route)
         .ok_or_else(|| Error::new(ErrorType::InternalError))?;
@@ -71,8 +74,28 @@ pub fn choose_peer(state: &State, session: &Session, ctx: &mut Ctx) -> Result<Bo
     Ok(Box::new(selected.peer))
 }
 
+/// This process's own proxy, which answers for the original from its cache or the origin (its
+/// own peer choice, deadlines, retries and breakers apply there, not here).
+fn source_peer(state: &State, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    let peer = state
+        .source_socket
+        .as_deref()
+        .and_then(crate::upstream::self_peer)
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no source-cache socket"))?;
+    ctx.origin.attempts += 1;
+    ctx.origin.peer = Some(SOURCE_PEER.to_string());
+    ctx.timing.upstream_start = Some(Instant::now());
+    Ok(Box::new(peer))
+}
+
+/// The peer label of the source cache in logs.
+pub const SOURCE_PEER: &str = "source-cache";
+
 /// Connected: arm the first-byte / total deadlines of the pool.
 pub fn arm_deadlines(state: &State, fd: std::os::unix::io::RawFd, ctx: &mut Ctx) {
+    if ctx.transform.via_source {
+        return;
+    }
     let deadlines = state
         .pool(ctx.request.route)
         .and_then(Pool::response_deadlines);
@@ -93,7 +116,11 @@ pub fn failed_while_proxying(
     client_reused: bool,
 ) -> Box<Error> {
     let expired = ctx.origin.end_deadlines();
-    let Some(pool) = state.pool(ctx.request.route) else {
+    let Some(pool) = state
+        .pool(ctx.request.route)
+        .filter(|_| !ctx.transform.via_source)
+    else {
+        // The source cache retried (or answered) already.
         return e;
     };
     let label = ctx.origin.peer.clone().unwrap_or_default();
@@ -163,7 +190,10 @@ pub fn failed_to_connect(
     ctx: &mut Ctx,
     mut e: Box<Error>,
 ) -> Box<Error> {
-    let Some(pool) = state.pool(ctx.request.route) else {
+    let Some(pool) = state
+        .pool(ctx.request.route)
+        .filter(|_| !ctx.transform.via_source)
+    else {
         return e;
     };
     let label = ctx.origin.peer.clone().unwrap_or_default();
@@ -210,7 +240,11 @@ pub fn prepare_request(
     // The origin is told the host exactly as the cache key holds it (lower-cased, no port): a
     // response made for one spelling (`host:31337`) is never served for another.
     let host = Some(ctx.request.host.as_str()).filter(|h| !h.is_empty());
-    match state.pool(ctx.request.route).and_then(Pool::host_override) {
+    // The source cache routes the original by the client's host, as a plain request would.
+    let pool = state
+        .pool(ctx.request.route)
+        .filter(|_| !ctx.transform.via_source);
+    match pool.and_then(Pool::host_override) {
         Some(o) => upstream_request.insert_header(http::header::HOST, o)?,
         None => {
             if let Some(h) = host {

@@ -18,6 +18,9 @@ pub fn on_header(
 ) -> Result<()> {
     // Before anything is cached: the stored header must not carry the origin's hop fields.
     super::forwarding::strip_response(resp);
+    if ctx.transform.via_source {
+        source_answered(resp);
+    }
     let status = resp.status.as_u16();
     ctx.origin.header_received = true;
     let bodyless = matches!(status, 204 | 304)
@@ -38,7 +41,10 @@ pub fn on_header(
         // A revalidation: its fields update the stored header (`caching::cacheability`).
         ctx.cache.not_modified = Some(Box::new(resp.clone()));
     }
-    if let (Some(pool), Some(start)) = (state.pool(ctx.request.route), ctx.timing.upstream_start) {
+    let pool = state
+        .pool(ctx.request.route)
+        .filter(|_| !ctx.transform.via_source);
+    if let (Some(pool), Some(start)) = (pool, ctx.timing.upstream_start) {
         let label = ctx.origin.peer.as_deref().unwrap_or_default();
         METRICS
             .upstream_duration
@@ -46,6 +52,21 @@ pub fn on_header(
             .observe(start.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// The source cache's answer: counted by how its cache answered; its client-facing fields are
+/// not the variant's.
+fn source_answered(resp: &mut ResponseHeader) {
+    let label = resp
+        .headers
+        .get("x-cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_ascii_lowercase();
+    METRICS.source_fetches.with_label_values(&[&label]).inc();
+    for name in ["x-cache-status", "server-timing", "x-transform-ms"] {
+        resp.remove_header(name);
+    }
 }
 
 /// End of the origin's body: a close-delimited body cut by our total deadline looks complete,

@@ -49,6 +49,7 @@ mod tests {
             strip_prefix: strip,
             cache: true,
             forward_transform: false,
+            source_cache: true,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct State {
     /// after a complete response (reaching the new process) instead of having an idle
     /// connection dropped under a request they are sending.
     pub draining: AtomicBool,
+    /// The proxy's own private Unix socket: transform misses fetch their original through it,
+    /// so the original is looked up, fetched, revalidated and stored like a plain request.
+    pub source_socket: Option<std::path::PathBuf>,
 }
 
 impl State {

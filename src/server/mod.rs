@@ -146,6 +146,16 @@ fn server_conf(c: &Config) -> ServerConf {
 }
 
 /// Everything ready to `run_forever`.
+/// The private socket of the source cache, when a route uses it (one per process: a graceful
+/// upgrade starts a new process beside the old one, each with its own).
+fn source_socket(config: &Config) -> Option<std::path::PathBuf> {
+    let used = config.routes.iter().any(|r| r.cache && r.source_cache);
+    used.then(|| {
+        let name = format!("imgedge-{}-sources.sock", std::process::id());
+        upstream::socket_dir().join(name)
+    })
+}
+
 pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, StartError> {
     let opt = Opt {
         upgrade,
@@ -197,6 +207,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         purge_token: config.admin.token.clone(),
         trusted_proxies: config.limits.trusted_proxies.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
+        source_socket: source_socket(&config),
     }));
 
     let mut app = pingora_proxy::http_proxy(&server.configuration, ImgEdge { state });
@@ -209,6 +220,12 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
     let mut proxy = Service::new("imgedge proxy".to_string(), app);
     for addr in &config.listen {
         proxy.add_tcp(addr);
+    }
+    if let Some(socket) = &state.source_socket {
+        // Owner-only: what arrives here is trusted as this process's own (no rate limits).
+        let _ = std::fs::remove_file(socket);
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        proxy.add_uds(&socket.to_string_lossy(), Some(perms));
     }
     if let Some(tls) = &config.tls {
         // Files are read when the listener starts: a graceful reload picks up renewed ones.

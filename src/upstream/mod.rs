@@ -334,8 +334,15 @@ fn deny_upgrades(peer: &mut HttpPeer) {
         pingora::upstreams::peer::HttpUpstreamRequestPolicy::deny_upgrades();
 }
 
-/// Directory for the private sockets of `dir` upstreams.
-fn socket_dir() -> PathBuf {
+/// A peer for this process's own proxy on its private socket (`source_socket`).
+pub fn self_peer(socket: &std::path::Path) -> Option<HttpPeer> {
+    let mut peer = HttpPeer::new_uds(&socket.to_string_lossy(), false, String::new()).ok()?;
+    deny_upgrades(&mut peer);
+    Some(peer)
+}
+
+/// Directory for the private sockets of `dir` upstreams and of the source cache.
+pub fn socket_dir() -> PathBuf {
     std::env::var_os("RUNTIME_DIRECTORY")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
