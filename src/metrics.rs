@@ -65,6 +65,9 @@ pub struct Metrics {
     pub transform_memory_reserved: IntGauge,
     pub transform_memory_waiting: IntGauge,
     pub transform_memory_waits: IntCounter,
+    pub decoded_cache_hits: IntCounter,
+    pub decoded_cache_misses: IntCounter,
+    pub decoded_cache_bytes: IntGauge,
     pub ratelimit_decisions: IntCounterVec,
     pub ratelimit_redis_duration: Histogram,
     pub ratelimit_redis_errors: IntCounterVec,
@@ -283,6 +286,18 @@ fn build() -> Result<Metrics, prometheus::Error> {
         transform_memory_waiting: register_int_gauge!(
             "imgedge_transform_memory_waiting",
             "Transforms waiting for memory (transform.max_memory_bytes) now"
+        )?,
+        decoded_cache_hits: register_int_counter!(
+            "imgedge_decoded_cache_hits_total",
+            "Transforms that took their decoded source from the decoded-source cache (no decode)"
+        )?,
+        decoded_cache_misses: register_int_counter!(
+            "imgedge_decoded_cache_misses_total",
+            "Transforms that decoded their source (then kept in the decoded-source cache)"
+        )?,
+        decoded_cache_bytes: register_int_gauge!(
+            "imgedge_decoded_cache_bytes",
+            "Bytes of decoded sources held by the decoded-source cache (transform.decoded_cache_bytes)"
         )?,
         transform_memory_waits: register_int_counter!(
             "imgedge_transform_memory_waits_total",

@@ -261,3 +261,69 @@ fn originals_kept_on_disk_serve_variants_after_a_restart() {
         "the original came from the disk tier"
     );
 }
+
+#[test]
+fn another_variant_of_a_decoded_source_skips_the_decode() {
+    let origin = Origin::start();
+    photo(&origin, jpeg("seeding_640x360.jpg"));
+    let edge = Edge::start(&config(&origin, "", ""));
+    assert_eq!(dims(&variant(&edge, "width=100&format=webp")), (100, 56));
+    assert_eq!(edge.metric("imgedge_decoded_cache_misses_total"), 1.0);
+    // Same scale, another format: the decoded pixels are reused, and the result is the same
+    // picture as a decode would give (same pixels in, same resize).
+    let reused = variant(&edge, "width=100&format=png");
+    assert_eq!(edge.metric("imgedge_decoded_cache_hits_total"), 1.0);
+    let plain = Edge::start(&config(
+        &origin,
+        "",
+        "transform:\n  decoded_cache_bytes: 0\n",
+    ));
+    let fresh = get(&plain.url(&format!("{PHOTO}?width=100&format=png")));
+    assert_eq!(
+        plain.metric("imgedge_decoded_cache_misses_total"),
+        0.0,
+        "off"
+    );
+    let (a, b) = (
+        image::load_from_memory(&reused.body).unwrap().to_rgb8(),
+        image::load_from_memory(&fresh.body).unwrap().to_rgb8(),
+    );
+    assert_eq!(a, b, "reused decode == fresh decode");
+}
+
+#[test]
+fn the_decoded_cache_stays_within_its_bytes_under_a_random_workload() {
+    let origin = Origin::start();
+    let names = [
+        ("seeding_640x360.jpg", "image/jpeg"),
+        ("meadow_640.jpg", "image/jpeg"),
+        ("friends_orient6_386x256.jpg", "image/jpeg"),
+        ("aitzgorri_480.webp", "image/webp"),
+        ("emerald_alpha_300.png", "image/png"),
+    ];
+    for (n, ct) in names {
+        origin.route(&format!("/{n}"), Reply::ok(ct, fixture(n)));
+    }
+    let budget = 3u64 << 20;
+    let edge = Edge::start(&config(
+        &origin,
+        "",
+        &format!("transform:\n  decoded_cache_bytes: {budget}\n"),
+    ));
+    // A fixed pseudo-random sequence (xorshift): sources, widths and formats mixed.
+    let mut x: u32 = 0x9e37_79b9;
+    for _ in 0..60 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let (name, _) = names[(x % 5) as usize];
+        let w = 40 + (x >> 8) % 300;
+        let f = ["webp", "jpeg", "png"][((x >> 4) % 3) as usize];
+        let r = get(&edge.url(&format!("/{name}?width={w}&format={f}")));
+        assert_eq!(r.status, 200, "{name} {w} {f}: {}", r.text());
+        let held = edge.metric("imgedge_decoded_cache_bytes");
+        assert!(held <= budget as f64, "{held} > {budget}");
+    }
+    assert!(edge.metric("imgedge_decoded_cache_hits_total") > 0.0);
+    assert_eq!(origin.total_hits(), 5, "one origin request per original");
+}

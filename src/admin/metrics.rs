@@ -47,6 +47,8 @@ pub fn render(
         .set(transformer.memory_reserved() as i64);
     m.transform_memory_waiting
         .set(transformer.memory_waiting() as i64);
+    m.decoded_cache_bytes
+        .set(transformer.decoded_cache_bytes() as i64);
     for pool in pools {
         for (peer, healthy) in pool.health() {
             m.peer_healthy

@@ -84,6 +84,9 @@ pub const TRANSFORM_MAX_SOURCE_PIXELS: u64 = 50_000_000;
 /// (a 12 MP JPEG to 1200 px WebP holds ~40 MB). A fixed size rather than a share of RAM: the
 /// same config behaves the same on every host, and a container's RAM is not what /proc shows.
 pub const TRANSFORM_MAX_MEMORY_BYTES: u64 = 1 << 30;
+/// `transform.decoded_cache_bytes`: 256 MiB keeps the last few dozen large photos decoded at
+/// the scales srcset widths need (a 4K JPEG at 1/2 scale is 6 MiB).
+pub const TRANSFORM_DECODED_CACHE_BYTES: u64 = 256 << 20;
 /// Smallest `transform.max_memory_bytes` accepted (a bare number is bytes, not megabytes).
 pub const TRANSFORM_MIN_MEMORY_BYTES: u64 = 1 << 20;
 pub const TRANSFORM_QUEUE: usize = 64;

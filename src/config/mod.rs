@@ -240,6 +240,8 @@ pub struct TransformSettings {
     pub queue: usize,
     /// Bytes transforms in flight may hold together (each reserves its estimated peak).
     pub max_memory_bytes: u64,
+    /// Decoded sources kept for other variants of the same original (0: none).
+    pub decoded_cache_bytes: u64,
     /// Whether `format=auto` may pick AVIF (slow to encode).
     pub auto_avif: bool,
     pub failure_ttl: Duration,

@@ -148,6 +148,7 @@ pub struct RawTransform {
     pub max_source_bytes: Option<Quantity>,
     pub max_source_pixels: Option<u64>,
     pub max_memory_bytes: Option<Quantity>,
+    pub decoded_cache_bytes: Option<Quantity>,
     pub workers: Option<usize>,
     pub queue: Option<usize>,
     pub quality: Option<u8>,

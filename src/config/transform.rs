@@ -62,6 +62,12 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
             format!("{max_memory_bytes} bytes is below the minimum 1MiB"),
         );
     }
+    let decoded_cache_bytes = size(
+        t.decoded_cache_bytes,
+        defaults::TRANSFORM_DECODED_CACHE_BYTES,
+        "transform.decoded_cache_bytes",
+        errs,
+    );
     let workers = t.workers.unwrap_or_else(defaults::threads);
     if workers == 0 {
         errs.add("transform.workers", "must be at least 1");
@@ -140,6 +146,7 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         workers,
         queue: t.queue.unwrap_or(defaults::TRANSFORM_QUEUE),
         max_memory_bytes,
+        decoded_cache_bytes,
         auto_avif: t.auto_avif.unwrap_or(defaults::TRANSFORM_AUTO_AVIF),
         failure_ttl: dur(
             t.failure_ttl,

@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod cost;
+pub mod decoded;
 pub mod error;
 pub mod format;
 pub mod ops;

@@ -5,15 +5,18 @@
 
 use crate::image::codec::{self, probe, Probe};
 use crate::image::cost;
+use crate::image::decoded::DecodedCache;
 use crate::image::error::TransformError;
 use crate::image::format::{OutputFormat, SourceFormat};
 use crate::image::ops::fit::{plan, Plan};
 use crate::image::ops::flatten::flatten;
 use crate::image::ops::orient::{apply_orientation, upright_rect_to_stored};
 use crate::image::ops::pad::pad;
-use crate::image::ops::resize::resize;
+use crate::image::ops::resize::{is_identity, resize_from};
 use crate::image::ops::Rect;
+use crate::image::pixels::Pixels;
 use crate::image::spec::{Limits, TransformSpec};
+use std::sync::Arc;
 
 /// An encoded result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub struct Output {
     /// The source's format as sniffed from its bytes (the caller may compare it with what the
     /// origin's `Content-Type` declared).
     pub source: SourceFormat,
+    /// The decoded source came from the decoded-source cache (no decode ran).
+    pub reused_decode: bool,
 }
 
 /// Largest JPEG DCT scaling denominator (8, 4, 2, else 1) whose decoded crop is still at least
@@ -159,6 +164,18 @@ impl Prepared {
         spec: &TransformSpec,
         limits: &Limits,
     ) -> Result<Output, TransformError> {
+        self.run_with(src, spec, limits, None)
+    }
+
+    /// [`Prepared::run`], taking the decoded source from `decoded` when it holds one with
+    /// enough resolution, and keeping what it decodes there.
+    pub fn run_with(
+        self,
+        src: &[u8],
+        spec: &TransformSpec,
+        limits: &Limits,
+        decoded: Option<&DecodedCache>,
+    ) -> Result<Output, TransformError> {
         let Prepared {
             probe,
             plan,
@@ -168,7 +185,7 @@ impl Prepared {
             format,
             ..
         } = self;
-        let pixels = codec::decode(src, &probe, jpeg_denom)?;
+        let (pixels, reused_decode) = decode_or_reuse(src, &probe, jpeg_denom, decoded)?;
         let fx = pixels.width as f64 / probe.width as f64;
         let fy = pixels.height as f64 / probe.height as f64;
         let crop = Rect {
@@ -177,7 +194,12 @@ impl Prepared {
             w: crop.w * fx,
             h: crop.h * fy,
         };
-        let mut img = apply_orientation(resize(pixels, crop, rw, rh)?, probe.orientation);
+        let resized = if is_identity(&pixels, crop, rw, rh) {
+            Arc::unwrap_or_clone(pixels)
+        } else {
+            resize_from(&pixels, crop, rw, rh)?
+        };
+        let mut img = apply_orientation(resized, probe.orientation);
 
         let flatten_bg = spec.background.unwrap_or([255, 255, 255]);
         if plan.is_padded() {
@@ -206,8 +228,34 @@ impl Prepared {
             width: img.width,
             height: img.height,
             source: probe.format,
+            reused_decode,
         })
     }
+}
+
+/// The decoded source: from `cache` when it holds this source with enough resolution, else
+/// decoded (and kept there). JPEGs are the only sources decoded at a scale; every other
+/// format is cached at its full size (scale 1).
+fn decode_or_reuse(
+    src: &[u8],
+    probe: &codec::Probe,
+    jpeg_denom: usize,
+    cache: Option<&DecodedCache>,
+) -> Result<(Arc<Pixels>, bool), TransformError> {
+    let Some(cache) = cache.filter(|c| c.enabled()) else {
+        return Ok((Arc::new(codec::decode(src, probe, jpeg_denom)?), false));
+    };
+    let scale = match probe.format {
+        SourceFormat::Jpeg => jpeg_denom,
+        _ => 1,
+    };
+    let id = cache.id(src);
+    if let Some((pixels, _)) = cache.get(id, scale) {
+        return Ok((pixels, true));
+    }
+    let pixels = Arc::new(codec::decode(src, probe, jpeg_denom)?);
+    cache.put(id, scale, Arc::clone(&pixels));
+    Ok((pixels, false))
 }
 
 #[cfg(test)]

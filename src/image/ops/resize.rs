@@ -9,11 +9,21 @@ use crate::image::pixels::Pixels;
 /// Resizes the `crop` area of `p` to `dw` x `dh` (Lanczos3; RGBA is premultiplied during the
 /// resize so transparent pixels do not bleed their colour).
 pub fn resize(p: Pixels, crop: Rect, dw: u32, dh: u32) -> Result<Pixels, TransformError> {
-    let whole =
-        crop.x == 0.0 && crop.y == 0.0 && crop.w == p.width as f64 && crop.h == p.height as f64;
-    if whole && dw == p.width && dh == p.height {
+    if is_identity(&p, crop, dw, dh) {
         return Ok(p);
     }
+    resize_from(&p, crop, dw, dh)
+}
+
+/// The whole of `p` at its own size: nothing to resize.
+pub fn is_identity(p: &Pixels, crop: Rect, dw: u32, dh: u32) -> bool {
+    let whole =
+        crop.x == 0.0 && crop.y == 0.0 && crop.w == p.width as f64 && crop.h == p.height as f64;
+    whole && dw == p.width && dh == p.height
+}
+
+/// [`resize`] from borrowed pixels (a decoded source other variants may use too).
+pub fn resize_from(p: &Pixels, crop: Rect, dw: u32, dh: u32) -> Result<Pixels, TransformError> {
     let pt = if p.channels == 4 {
         fr::PixelType::U8x4
     } else {

@@ -12,6 +12,7 @@ mod sign;
 pub use sign::{sign_url, sign_url_with, SignOptions};
 
 use crate::config::TransformSettings;
+use crate::image::decoded::DecodedCache;
 use crate::image::error::{BudgetError, ParamError, PoolError, TransformError};
 use crate::image::format::{
     negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated, OutputFormat,
@@ -172,6 +173,8 @@ pub struct Transformer {
     pool: TransformPool,
     /// `transform.max_memory_bytes`: each job reserves its estimated peak before decoding.
     memory: MemoryBudget,
+    /// `transform.decoded_cache_bytes`: decoded sources other variants may use.
+    decoded: Arc<DecodedCache>,
     /// Output formats `format=auto` may choose.
     auto_formats: Vec<OutputFormat>,
     failure_ttl: Duration,
@@ -201,6 +204,7 @@ impl Transformer {
             presets: s.presets.clone(),
             pool: TransformPool::new(s.workers, s.queue),
             memory: MemoryBudget::new(s.max_memory_bytes),
+            decoded: Arc::new(DecodedCache::new(s.decoded_cache_bytes)),
             auto_formats,
             failure_ttl: s.failure_ttl,
             timeout: s.timeout,
@@ -374,11 +378,12 @@ impl Transformer {
             METRICS.transform_memory_waits.inc();
         }
         let limits = Arc::clone(&self.limits);
+        let decoded = Arc::clone(&self.decoded);
         let spec = spec.clone();
         let job = move || {
             // The reservation lasts as long as the job, even past its waiter's timeout.
             let _grant = grant;
-            prepared.run(&source, &spec, &limits)
+            prepared.run_with(&source, &spec, &limits, Some(&decoded))
         };
         let left = self.timeout.saturating_sub(started.elapsed());
         // Errors name the configured timeout, not what was left of it after the memory wait.
@@ -387,10 +392,23 @@ impl Transformer {
             PoolError::Expired(_) => PoolError::Expired(self.timeout),
             e => e,
         };
-        Ok(self
+        let output = self
             .pool
             .run_blocking_timeout(permit, job, left)
-            .map_err(named)??)
+            .map_err(named)??;
+        if self.decoded.enabled() {
+            let counter = match output.reused_decode {
+                true => &METRICS.decoded_cache_hits,
+                false => &METRICS.decoded_cache_misses,
+            };
+            counter.inc();
+        }
+        Ok(output)
+    }
+
+    /// Bytes the decoded-source cache holds now.
+    pub fn decoded_cache_bytes(&self) -> u64 {
+        self.decoded.bytes()
     }
 
     /// Remembers a failure for `failure_ttl`, under the key its scope names.
