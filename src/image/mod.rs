@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod pixels;
 pub mod pool;
 pub mod spec;
+pub mod values;
 
 #[cfg(test)]
 mod tests;
