@@ -258,7 +258,8 @@ fn trim_cuts_the_source_first() {
 fn colour_adjustments_follow_their_formulas() {
     let (_o, edge) = setup("");
     let plain = img(&edge, "width=320");
-    let cases: [(&str, Box<dyn Fn(f32) -> f32>); 4] = [
+    type Formula = Box<dyn Fn(f32) -> f32>;
+    let cases: [(&str, Formula); 4] = [
         ("brightness=1.5", Box::new(|v| v * 1.5)),
         ("brightness=0.5", Box::new(|v| v * 0.5)),
         ("contrast=1.5", Box::new(|v| (v - 127.5) * 1.5 + 127.5)),
