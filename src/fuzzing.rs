@@ -14,7 +14,7 @@ use crate::image::error::TransformError;
 use crate::image::format::{FormatChoice, OutputFormat};
 use crate::image::params::parse_query;
 use crate::image::pipeline::transform;
-use crate::proxy::transform::{sign_url, Transformer};
+use crate::proxy::transform::{path_form, sign_url, Transformer};
 use crate::signing::SignatureError;
 
 /// The configuration the URL and decode checks use: the defaults of `config/defaults.rs` for
@@ -31,6 +31,7 @@ transform:
   presets:
     thumb: {width: 200, height: 200, fit: cover}
     hero: {width: 1200, format: auto, q: 70}
+    moody: {width: 300, blur: 5, rotate: 90, border: "color:#fff;width:2", quality: low}
   signing:
     keys: ["fuzzing-key-0123456789abcdef"]
     required: false
@@ -88,8 +89,24 @@ pub fn check_transform_url(data: &[u8]) {
     };
     let f = fixture();
     let t = &f.transformer;
-    let path = uri.path();
-    let query = uri.query();
+    // The path form plans as the query form of its SOURCE (options first), as the proxy does.
+    let form = match path_form::split(uri.path()) {
+        Ok(form) => form,
+        Err((status, msg)) => {
+            assert!(
+                status == 400 || status == 403,
+                "path form refused with {status}"
+            );
+            assert!(
+                !msg.is_empty() && msg.len() <= MAX_PARAM_ERROR_BYTES,
+                "{msg}"
+            );
+            return;
+        }
+    };
+    let full_query = form.as_ref().map(|p| p.full_query(uri.query()));
+    let path = form.as_ref().map_or(uri.path(), |p| p.source.as_str());
+    let query = full_query.as_deref().or(uri.query());
     for accept in ACCEPTS {
         let planned = match t.plan(query, accept) {
             Ok(Some(p)) => p,
@@ -226,7 +243,8 @@ pub fn decode_query(b0: u8, b1: u8) -> String {
         0 => {}
         1 => q.push_str(&format!("&height={}", side(b1.rotate_left(3) & 0x3f))),
         2 => q.push_str(&format!("&height={w}&gravity=top-left&background=336699")),
-        _ => q.push_str("&dpr=1.5&q=40"),
+        // the operations of the URL API (issue 19) on the same paths
+        _ => q.push_str("&dpr=1.5&q=40&rotate=90&flip=h&trim=1;2;1;2&sharpen=1&saturation=0.5"),
     }
     if let Some(f) = format {
         q.push_str("&format=");

@@ -29,8 +29,11 @@ pub struct Stages {
     /// An EXIF orientation turns the resized pixels (a second buffer of their size).
     pub oriented: bool,
     pub padded: bool,
-    /// The output size.
+    /// The output size (a border included).
     pub canvas: (u32, u32),
+    /// Colour adjustments, blur, sharpen or a border work on the output: a blurred copy and
+    /// the filter's own buffers beside the image, or a bordered copy.
+    pub filtered: bool,
     pub format: OutputFormat,
 }
 
@@ -69,7 +72,12 @@ pub fn peak_bytes(s: &Stages) -> u64 {
         (0, 3)
     };
     let encode = canvas * final_c + encode_bytes(s.format, canvas);
-    let stage = [decode, resize, orient, pad, flatten, encode]
+    let filter = if s.filtered {
+        4 * resized + 2 * canvas * 4
+    } else {
+        0
+    };
+    let stage = [decode, resize, orient, pad, flatten, encode, filter]
         .into_iter()
         .max()
         .unwrap_or(0);

@@ -40,6 +40,9 @@ pub enum TransformError {
     Truncated,
     #[error("encoding failed: {0}")]
     Encode(String),
+    /// `trim` asks for more than the source has (this variant's fault, not the source's).
+    #[error("{0}")]
+    Trim(String),
 }
 
 impl TransformError {
@@ -47,6 +50,7 @@ impl TransformError {
     pub fn reason(&self) -> &'static str {
         match self {
             TransformError::TooLarge { .. } | TransformError::OutputTooLarge { .. } => "too_big",
+            TransformError::Trim(_) => "bad_data",
             TransformError::TooManyPixels { .. } => "bomb",
             TransformError::NotAnImage
             | TransformError::Unsupported(_)

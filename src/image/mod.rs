@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod pixels;
 pub mod pool;
 pub mod spec;
+pub mod values;
 
 #[cfg(test)]
 mod tests;

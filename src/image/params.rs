@@ -1,12 +1,12 @@
 //! Parsing of transforms from the URL query and from presets (into a `spec::TransformSpec`,
-//! checked against its `Limits`).
+//! checked against its `Limits`); the path form's options become query parameters first
+//! ([`path_options_to_query`]).
 //!
-//! Parameters (user-facing names): `width`/`w`, `height`/`h` (positive integers), `dpr` (1-4,
-//! float, multiplies width and height), `fit` (scale-down | contain | cover | crop | pad),
-//! `gravity` (center | top | bottom | left | right | top-left | top-right | bottom-left |
-//! bottom-right; `auto` = center), `format` (auto | avif | webp | jpeg | jpg | png),
-//! `quality`/`q` (1-100), `background` (hex colour `#rgb`, `#rrggbb`, with or without `#`,
-//! `%23` accepted), `preset=NAME`.
+//! Parameters: Cloudflare Images' option names, every one listed in [`PARAMS`]: implemented
+//! (`width`/`w`, `height`/`h`, `dpr`, `fit`, `gravity`, `format`, `quality`/`q`, `background`,
+//! `trim` and `trim.*`, `rotate`, `flip`, `brightness`, `contrast`, `gamma`, `saturation`,
+//! `blur`, `sharpen`, `border`, `compression`) or refused with a reason (400 before any origin
+//! request), plus `preset=NAME`. Value syntax and ranges: `values.rs`.
 //!
 //! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
 //! Parameters set explicitly in the URL override the preset's values, wherever `preset=` appears.
@@ -16,7 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::image::error::ParamError;
 use crate::image::format::{FormatChoice, OutputFormat};
-use crate::image::spec::{apply_dpr, Fit, Gravity, Limits, TransformSpec};
+use crate::image::spec::{
+    apply_dpr, Adjust, Border, Fit, Flip, Gravity, Limits, TransformSpec, Trim,
+};
+use crate::image::values::{self, quoted};
 
 /// A preset: a partial set of parameters (each `None` = not set by the preset).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,6 +32,17 @@ pub struct Preset {
     pub format: Option<FormatChoice>,
     pub quality: Option<u8>,
     pub background: Option<[u8; 3]>,
+    pub trim: Option<Trim>,
+    pub rotate: Option<u16>,
+    pub flip: Option<Flip>,
+    pub brightness: Option<Option<f32>>,
+    pub contrast: Option<Option<f32>>,
+    pub gamma: Option<Option<f32>>,
+    pub saturation: Option<Option<f32>>,
+    pub blur: Option<Option<f32>>,
+    pub sharpen: Option<Option<f32>>,
+    pub border: Option<Border>,
+    pub fast: Option<bool>,
 }
 
 impl Preset {
@@ -43,6 +57,17 @@ impl Preset {
             format: other.format.or(self.format),
             quality: other.quality.or(self.quality),
             background: other.background.or(self.background),
+            trim: other.trim.or(self.trim),
+            rotate: other.rotate.or(self.rotate),
+            flip: other.flip.or(self.flip),
+            brightness: other.brightness.or(self.brightness),
+            contrast: other.contrast.or(self.contrast),
+            gamma: other.gamma.or(self.gamma),
+            saturation: other.saturation.or(self.saturation),
+            blur: other.blur.or(self.blur),
+            sharpen: other.sharpen.or(self.sharpen),
+            border: other.border.or(self.border),
+            fast: other.fast.or(self.fast),
         }
     }
 
@@ -67,7 +92,7 @@ pub struct ParsedQuery {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Key {
+pub(crate) enum Key {
     Width,
     Height,
     Dpr,
@@ -77,34 +102,101 @@ enum Key {
     Quality,
     Background,
     Preset,
+    Trim,
+    TrimSide(Side),
+    Rotate,
+    Flip,
+    Brightness,
+    Contrast,
+    Gamma,
+    Saturation,
+    Blur,
+    Sharpen,
+    Border,
+    Compression,
+    /// A Cloudflare option imgedge refuses (400 before any origin request), with the reason.
+    Unsupported(&'static str),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Top,
+    Right,
+    Bottom,
+    Left,
+    Width,
+    Height,
+}
+
+const LATER: &str = "not supported by imgedge (yet)";
+const NO_FACES: &str = "not supported by imgedge (it needs face detection)";
+
+/// Every parameter name imgedge takes as a transform parameter: Cloudflare's option names
+/// (implemented, or refused with a reason), their short aliases and `preset`. Any other name
+/// is forwarded to the origin untouched. The one list of known names (for suggestions too).
+pub(crate) const PARAMS: &[(&str, Key)] = &[
+    ("width", Key::Width),
+    ("w", Key::Width),
+    ("height", Key::Height),
+    ("h", Key::Height),
+    ("dpr", Key::Dpr),
+    ("fit", Key::Fit),
+    ("gravity", Key::Gravity),
+    ("format", Key::Format),
+    ("quality", Key::Quality),
+    ("q", Key::Quality),
+    ("background", Key::Background),
+    ("preset", Key::Preset),
+    ("trim", Key::Trim),
+    ("trim.top", Key::TrimSide(Side::Top)),
+    ("trim.right", Key::TrimSide(Side::Right)),
+    ("trim.bottom", Key::TrimSide(Side::Bottom)),
+    ("trim.left", Key::TrimSide(Side::Left)),
+    ("trim.width", Key::TrimSide(Side::Width)),
+    ("trim.height", Key::TrimSide(Side::Height)),
+    ("rotate", Key::Rotate),
+    ("flip", Key::Flip),
+    ("brightness", Key::Brightness),
+    ("contrast", Key::Contrast),
+    ("gamma", Key::Gamma),
+    ("saturation", Key::Saturation),
+    ("blur", Key::Blur),
+    ("sharpen", Key::Sharpen),
+    ("border", Key::Border),
+    ("compression", Key::Compression),
+    ("anim", Key::Unsupported(LATER)),
+    ("metadata", Key::Unsupported(LATER)),
+    ("onerror", Key::Unsupported(LATER)),
+    ("slow-connection-quality", Key::Unsupported(LATER)),
+    (
+        "origin-auth",
+        Key::Unsupported("not supported by imgedge (origin requests carry no client credentials)"),
+    ),
+    (
+        "segment",
+        Key::Unsupported("not supported by imgedge (it needs a segmentation model)"),
+    ),
+    ("zoom", Key::Unsupported(NO_FACES)),
+    ("trim.border", Key::Unsupported(LATER)),
+    ("trim.border.color", Key::Unsupported(LATER)),
+    ("trim.border.tolerance", Key::Unsupported(LATER)),
+    ("trim.border.keep", Key::Unsupported(LATER)),
+];
+
+/// Every name of [`PARAMS`].
+pub fn known_names() -> impl Iterator<Item = &'static str> {
+    PARAMS.iter().map(|(n, _)| *n)
 }
 
 fn key_kind(k: &str) -> Option<Key> {
-    Some(match k {
-        "width" | "w" => Key::Width,
-        "height" | "h" => Key::Height,
-        "dpr" => Key::Dpr,
-        "fit" => Key::Fit,
-        "gravity" => Key::Gravity,
-        "format" => Key::Format,
-        "quality" | "q" => Key::Quality,
-        "background" => Key::Background,
-        "preset" => Key::Preset,
-        _ => return None,
-    })
-}
-
-/// Quotes a user value for an error message (escaped, at most 64 characters).
-fn quoted(v: &str) -> String {
-    let mut s: String = v.chars().take(64).collect();
-    if s.len() < v.len() {
-        s.push('…');
-    }
-    format!("{s:?}")
+    PARAMS.iter().find(|(n, _)| *n == k).map(|(_, key)| *key)
 }
 
 fn parse_positive(name: &str, v: &str) -> Result<u32, ParamError> {
     let bad = || ParamError::new(name, format!("{} is not a positive integer", quoted(v)));
+    if v == "auto" {
+        return Err(ParamError::new(name, format!("\"auto\" is {LATER}")));
+    }
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -115,80 +207,105 @@ fn parse_positive(name: &str, v: &str) -> Result<u32, ParamError> {
     }
 }
 
-fn parse_hex_colour(v: &str) -> Option<[u8; 3]> {
-    let h = v.strip_prefix('#').unwrap_or(v);
-    if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let d = |c: u8| (c as char).to_digit(16).map(|x| x as u8);
-    let b = h.as_bytes();
-    match b.len() {
-        3 => Some([d(b[0])? * 17, d(b[1])? * 17, d(b[2])? * 17]),
-        6 => Some([
-            d(b[0])? * 16 + d(b[1])?,
-            d(b[2])? * 16 + d(b[3])?,
-            d(b[4])? * 16 + d(b[5])?,
-        ]),
-        _ => None,
-    }
-}
+/// Most pixels a `trim` or `border` side may name.
+const MAX_SIDE: u32 = 100_000;
+/// Largest blur radius (Cloudflare's range is 1-250).
+const MAX_BLUR: f32 = 250.0;
 
 /// Parses one transform parameter into `p` (not `preset`).
 fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError> {
+    let err = |problem: String| ParamError::new(name, problem);
     match key {
         Key::Width => p.width = Some(parse_positive(name, v)?),
         Key::Height => p.height = Some(parse_positive(name, v)?),
-        Key::Dpr => {
-            let d: f32 = v
-                .parse()
-                .ok()
-                .filter(|d: &f32| d.is_finite() && (1.0..=4.0).contains(d))
-                .ok_or_else(|| ParamError::new(name, format!("{} is not a number from 1 to 4", quoted(v))))?;
-            // keep two decimals so that equivalent spellings are equal
-            p.dpr = Some((d * 100.0).round() / 100.0);
-        }
+        Key::Dpr => p.dpr = Some(values::number(v, 1.0, 4.0).map_err(err)?),
         Key::Fit => {
             p.fit = Some(Fit::parse(v).ok_or_else(|| {
-                ParamError::new(name, format!("{} is not one of scale-down, contain, cover, crop, pad", quoted(v)))
+                err(format!(
+                    "{} is not one of scale-down, contain, cover, crop, pad, squeeze",
+                    quoted(v)
+                ))
             })?)
         }
         Key::Gravity => {
-            p.gravity = Some(Gravity::parse(v).ok_or_else(|| {
+            if v == "face" {
+                return Err(err(format!("\"face\" is {NO_FACES}")));
+            }
+            p.gravity = Some(Gravity::parse(v).or_else(|| values::focal(v)).ok_or_else(|| {
+                err(format!(
+                    "{} is not one of auto, center, top, bottom, left, right, top-left, top-right, bottom-left, bottom-right, or XxY from 0 to 1",
+                    quoted(v)
+                ))
+            })?)
+        }
+        Key::Format => p.format = Some(parse_format(name, v)?),
+        Key::Quality => p.quality = Some(values::quality(v).map_err(err)?),
+        Key::Background => p.background = Some(values::colour(v).map_err(err)?),
+        Key::Trim => {
+            if v == "border" {
+                return Err(err(format!("\"border\" (automatic trim) is {LATER}")));
+            }
+            p.trim = Some(values::trim(v, MAX_SIDE).map_err(err)?)
+        }
+        Key::TrimSide(side) => {
+            let n = values::pixels(v, MAX_SIDE).map_err(err)?;
+            let t = p.trim.get_or_insert_with(Trim::default);
+            match side {
+                Side::Top => t.top = n,
+                Side::Right => t.right = n,
+                Side::Bottom => t.bottom = n,
+                Side::Left => t.left = n,
+                Side::Width => t.width = Some(n.max(1)),
+                Side::Height => t.height = Some(n.max(1)),
+            }
+        }
+        Key::Rotate => p.rotate = Some(values::rotate(v).map_err(err)?),
+        Key::Flip => p.flip = Some(values::flip(v).map_err(err)?),
+        Key::Brightness => p.brightness = Some(values::factor(v, 10.0).map_err(err)?),
+        Key::Contrast => p.contrast = Some(values::factor(v, 10.0).map_err(err)?),
+        Key::Gamma => p.gamma = Some(values::factor(v, 10.0).map_err(err)?),
+        Key::Saturation => {
+            // 0 is greyscale here, not "unchanged"
+            let s = values::number(v, 0.0, 10.0).map_err(err)?;
+            p.saturation = Some((s != 1.0).then_some(s));
+        }
+        Key::Blur => {
+            let b = values::number(v, 0.0, MAX_BLUR).map_err(err)?;
+            p.blur = Some((b > 0.0).then_some(b));
+        }
+        Key::Sharpen => {
+            let s = values::number(v, 0.0, 10.0).map_err(err)?;
+            p.sharpen = Some((s > 0.0).then_some(s));
+        }
+        Key::Border => p.border = Some(values::border(v, MAX_SIDE).map_err(err)?),
+        Key::Compression => match v {
+            "fast" => p.fast = Some(true),
+            _ => return Err(err(format!("{} is not fast", quoted(v)))),
+        },
+        Key::Unsupported(why) => return Err(err(why.to_string())),
+        Key::Preset => return Err(err("a preset cannot name another preset".to_string())),
+    }
+    Ok(())
+}
+
+fn parse_format(name: &str, v: &str) -> Result<FormatChoice, ParamError> {
+    match v {
+        "auto" => Ok(FormatChoice::Auto),
+        // Our JPEG is always baseline (see the URL API table: `jpeg` is not progressive).
+        "baseline-jpeg" => Ok(FormatChoice::Fixed(OutputFormat::Jpeg)),
+        "json" => Err(ParamError::new(name, format!("\"json\" is {LATER}"))),
+        _ => OutputFormat::parse(v)
+            .map(FormatChoice::Fixed)
+            .ok_or_else(|| {
                 ParamError::new(
                     name,
                     format!(
-                        "{} is not one of center, top, bottom, left, right, top-left, top-right, bottom-left, bottom-right",
+                        "{} is not one of auto, avif, webp, jpeg, baseline-jpeg, png",
                         quoted(v)
                     ),
                 )
-            })?)
-        }
-        Key::Format => {
-            p.format = Some(if v == "auto" {
-                FormatChoice::Auto
-            } else {
-                FormatChoice::Fixed(OutputFormat::parse(v).ok_or_else(|| {
-                    ParamError::new(name, format!("{} is not one of auto, avif, webp, jpeg, png", quoted(v)))
-                })?)
-            })
-        }
-        Key::Quality => {
-            let q = v
-                .parse::<u8>()
-                .ok()
-                .filter(|q| (1..=100).contains(q) && v.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| ParamError::new(name, format!("{} is not an integer from 1 to 100", quoted(v))))?;
-            p.quality = Some(q);
-        }
-        Key::Background => {
-            p.background = Some(
-                parse_hex_colour(v)
-                    .ok_or_else(|| ParamError::new(name, format!("{} is not a hex colour (#rgb or #rrggbb)", quoted(v))))?,
-            )
-        }
-        Key::Preset => return Err(ParamError::new(name, "a preset cannot name another preset")),
+            }),
     }
-    Ok(())
 }
 
 /// Parses a preset from config (`name -> value` as strings; numbers written as strings).
@@ -259,6 +376,22 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
             ));
         }
     }
+    let border = p.border.filter(|b| !b.is_empty()).map(|b| {
+        let d = |v: u32| {
+            if v == 0 {
+                0
+            } else {
+                apply_dpr(v, dpr).min(MAX_SIDE as u64) as u32
+            }
+        };
+        Border {
+            top: d(b.top),
+            right: d(b.right),
+            bottom: d(b.bottom),
+            left: d(b.left),
+            ..b
+        }
+    });
     Ok(TransformSpec {
         width: p.width,
         height: p.height,
@@ -268,6 +401,19 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
         format,
         quality: p.quality,
         background: p.background,
+        trim: p.trim.filter(|t| *t != Trim::default()),
+        rotate: p.rotate.unwrap_or(0),
+        flip: p.flip.unwrap_or_default(),
+        adjust: Adjust {
+            brightness: p.brightness.flatten(),
+            contrast: p.contrast.flatten(),
+            gamma: p.gamma.flatten(),
+            saturation: p.saturation.flatten(),
+            blur: p.blur.flatten(),
+            sharpen: p.sharpen.flatten(),
+        },
+        border,
+        fast: p.fast.unwrap_or(false),
     })
 }
 
@@ -291,6 +437,46 @@ fn percent_decode(s: &str) -> Option<String> {
         i += 1;
     }
     String::from_utf8(out).ok()
+}
+
+/// The options of the path form (`/cdn-cgi/image/width=200,fit=cover/photo.jpg`) written as
+/// the query form's parameters (`width=200&fit=cover`), so that both forms parse, key and sign
+/// alike. Commas inside parentheses (`rgb(1,2,3)`) do not separate. Every option must be a
+/// transform parameter: the path form has no origin parameters to forward.
+pub fn path_options_to_query(options: &str) -> Result<String, ParamError> {
+    let mut pieces = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in options.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth <= 0 => {
+                pieces.push(&options[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&options[start..]);
+    let mut out = Vec::with_capacity(pieces.len());
+    for piece in pieces.into_iter().filter(|p| !p.is_empty()) {
+        let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+        let name = percent_decode(k).unwrap_or_default();
+        if piece.contains('&') || !piece.contains('=') {
+            return Err(ParamError::new(
+                name,
+                "each option is name=value, without '&'",
+            ));
+        }
+        if key_kind(&name).is_none() {
+            return Err(ParamError::new(name, "is not a transform option"));
+        }
+        out.push(format!("{k}={v}"));
+    }
+    if out.is_empty() {
+        return Err(ParamError::new("options", "at least one option is needed"));
+    }
+    Ok(out.join("&"))
 }
 
 /// Parses the request's query string: what follows the URL's first `?`, without it. A further
@@ -363,182 +549,5 @@ pub fn parse_query(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lim() -> Limits {
-        Limits::default()
-    }
-
-    fn parse(q: &str) -> Result<ParsedQuery, ParamError> {
-        let mut presets = Presets::new();
-        let mut m = BTreeMap::new();
-        m.insert("width".to_string(), "200".to_string());
-        m.insert("height".to_string(), "200".to_string());
-        m.insert("fit".to_string(), "cover".to_string());
-        m.insert("q".to_string(), "70".to_string());
-        presets.insert("thumb".to_string(), parse_preset(&m).unwrap());
-        parse_query(Some(q), &lim(), &presets)
-    }
-
-    fn spec(q: &str) -> TransformSpec {
-        parse(q).unwrap().transform.unwrap()
-    }
-
-    fn err(q: &str) -> String {
-        parse(q).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn forwarded_query_parses_back_to_the_same_canonical() {
-        for q in [
-            "w=400",
-            "width=300&height=200&fit=cover&gravity=top-left&q=70",
-            "preset=thumb&dpr=2",
-            "width=100&fit=pad&background=ff0000&format=png&quality=50",
-            "format=webp",
-            "fit=scale-down",
-            "w=10&format=auto",
-        ] {
-            let s = spec(q);
-            for chosen in [None, Some(OutputFormat::Webp)] {
-                let back = spec(&s.to_query(chosen));
-                assert_eq!(back.canonical(chosen), s.canonical(chosen), "{q}");
-            }
-        }
-    }
-
-    #[test]
-    fn no_transform_params() {
-        let p = parse("a=1&b=%20x").unwrap();
-        assert_eq!(p.transform, None);
-        assert_eq!(p.forward_query.as_deref(), Some("a=1&b=%20x"));
-        let p = parse_query(None, &lim(), &Presets::new()).unwrap();
-        assert_eq!(
-            p,
-            ParsedQuery {
-                transform: None,
-                forward_query: None,
-                signature: None,
-            }
-        );
-        assert_eq!(parse("").unwrap().transform, None);
-    }
-
-    #[test]
-    fn signature_is_taken_out_and_covers_the_canonical_request() {
-        let p = parse("w=400&sig=abc_-1&x=1").unwrap();
-        assert_eq!(p.signature.as_deref(), Some("abc_-1"));
-        assert_eq!(p.forward_query.as_deref(), Some("x=1"));
-        let a = spec("width=400&q=70&fit=cover").signed_form();
-        assert_eq!(a, spec("fit=cover&q=70&w=400").signed_form());
-        assert_ne!(a, spec("fit=cover&q=71&w=400").signed_form());
-        assert_eq!(spec("w=10&format=auto").signed_form(), "w=10,f=auto");
-        assert_eq!(spec("format=auto").signed_form(), "f=auto");
-    }
-
-    #[test]
-    fn aliases_and_forwarding() {
-        let p = parse("x=1&w=400&y=2&h=300&q=50").unwrap();
-        assert_eq!(p.forward_query.as_deref(), Some("x=1&y=2"));
-        let s = p.transform.unwrap();
-        assert_eq!(
-            (s.width, s.height, s.quality),
-            (Some(400), Some(300), Some(50))
-        );
-        assert_eq!(
-            spec("format=jpg").format,
-            FormatChoice::Fixed(OutputFormat::Jpeg)
-        );
-        assert_eq!(spec("gravity=auto").gravity, Gravity::Center);
-        assert_eq!(parse("w=400").unwrap().forward_query, None);
-    }
-
-    #[test]
-    fn duplicates_last_wins() {
-        assert_eq!(spec("w=100&width=200").width, Some(200));
-        assert_eq!(spec("width=200&w=100").width, Some(100));
-    }
-
-    #[test]
-    fn presets() {
-        let s = spec("preset=thumb");
-        assert_eq!(
-            (s.width, s.height, s.fit, s.quality),
-            (Some(200), Some(200), Fit::Cover, Some(70))
-        );
-        // explicit params override, wherever preset= is
-        let s = spec("w=300&preset=thumb");
-        assert_eq!((s.width, s.height), (Some(300), Some(200)));
-        assert_eq!(err("preset=thumbx"), r#"preset: no preset named "thumbx""#);
-        let mut m = BTreeMap::new();
-        m.insert("fit".to_string(), "squash".to_string());
-        assert!(parse_preset(&m)
-            .unwrap_err()
-            .to_string()
-            .starts_with("fit: \"squash\""));
-        let mut m = BTreeMap::new();
-        m.insert("colour".to_string(), "red".to_string());
-        assert_eq!(
-            parse_preset(&m).unwrap_err().to_string(),
-            "colour: is not a transform parameter"
-        );
-        let mut m = BTreeMap::new();
-        m.insert("width".to_string(), "9000".to_string());
-        assert!(parse_preset(&m).unwrap().validate(&lim()).is_err());
-    }
-
-    #[test]
-    fn errors() {
-        assert_eq!(err("width=-3"), r#"width: "-3" is not a positive integer"#);
-        assert_eq!(err("w=0"), r#"w: "0" is not a positive integer"#);
-        assert_eq!(err("w="), r#"w: "" is not a positive integer"#);
-        assert_eq!(err("w=1.5"), r#"w: "1.5" is not a positive integer"#);
-        assert_eq!(err("w=99999999999"), r#"w: "99999999999" is too large"#);
-        assert_eq!(
-            err("format=tiff"),
-            r#"format: "tiff" is not one of auto, avif, webp, jpeg, png"#
-        );
-        assert_eq!(err("width=5000"), "width: 5000 is above the maximum 4096");
-        assert_eq!(
-            err("width=3000&dpr=2"),
-            "width: 3000 at dpr 2 is 6000, above the maximum 4096"
-        );
-        assert!(err("dpr=5").starts_with("dpr: \"5\""));
-        assert!(err("dpr=NaN").starts_with("dpr:"));
-        assert!(err("q=0").starts_with("q: \"0\""));
-        assert!(err("quality=101").starts_with("quality:"));
-        assert!(err("fit=stretch").starts_with("fit:"));
-        assert!(err("gravity=north").starts_with("gravity:"));
-        assert!(err("background=%23ggg").starts_with("background: \"#ggg\""));
-        assert!(
-            err("w=%0A").contains("\\n"),
-            "control characters are escaped"
-        );
-        let e = err("w=4000&h=4000&dpr=1.5");
-        assert!(e.starts_with("width:"), "{e}");
-        for q in ["w=-3", "format=tiff", "w=%0A%0Ax"] {
-            assert!(!err(q).contains('\n'));
-        }
-        let mut l = lim();
-        l.max_output_pixels = 1000;
-        assert!(parse_query(Some("w=100&h=100"), &l, &Presets::new()).is_err());
-        l.allowed_formats = vec![OutputFormat::Jpeg];
-        assert!(parse_query(Some("format=avif"), &l, &Presets::new())
-            .unwrap_err()
-            .to_string()
-            .starts_with("format:"));
-    }
-
-    /// Found by the transform_url fuzz target: `&?dpr=2.5` was forwarded to the origin as a
-    /// non-transform parameter, but the next hop parsed the forwarded `?dpr=2.5` as `dpr`.
-    #[test]
-    fn a_question_mark_is_part_of_the_name() {
-        let p = parse("w=100&?dpr=2.5").unwrap();
-        assert_eq!(p.transform.as_ref().unwrap().dpr, 1.0);
-        assert_eq!(p.forward_query.as_deref(), Some("?dpr=2.5"));
-        let again = parse(p.forward_query.as_deref().unwrap()).unwrap();
-        assert_eq!(again.transform, None);
-        assert!(parse("?w=100").unwrap().transform.is_none());
-    }
-}
+#[path = "params_tests.rs"]
+mod tests;

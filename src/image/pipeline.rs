@@ -1,5 +1,7 @@
-//! The whole pipeline: limits -> sniff/probe -> decode (JPEG shrink-on-load) -> resize ->
-//! orient -> pad/flatten -> encode. The caller decides the output format. [`prepare`] does
+//! The whole pipeline, in Cloudflare's order of operations: limits -> sniff/probe -> trim ->
+//! EXIF orientation, flip, rotate (one combined orientation, applied after the resize) ->
+//! decode (JPEG shrink-on-load) -> resize and crop -> colour (brightness, contrast, gamma,
+//! saturation) -> blur, sharpen -> pad/flatten onto the background -> border -> encode. The caller decides the output format. [`prepare`] does
 //! everything the header allows (limits, geometry, the memory estimate) before a pixel is
 //! decoded; [`Prepared::run`] does the rest.
 
@@ -10,10 +12,12 @@ use crate::image::error::TransformError;
 use crate::image::format::{OutputFormat, SourceFormat};
 use crate::image::ops::fit::{plan, Plan};
 use crate::image::ops::flatten::flatten;
-use crate::image::ops::orient::{apply_orientation, upright_rect_to_stored};
+use crate::image::ops::orient::{apply_orientation, compose, upright_rect_to_stored};
 use crate::image::ops::pad::pad;
 use crate::image::ops::resize::{is_identity, resize_from};
-use crate::image::ops::Rect;
+use crate::image::ops::{
+    blur, border, brightness, contrast, flip, gamma, rotate, saturation, sharpen, trim, Rect,
+};
 use crate::image::pixels::Pixels;
 use crate::image::spec::{Limits, TransformSpec};
 use std::sync::Arc;
@@ -66,11 +70,17 @@ pub struct Prepared {
     plan: Plan,
     /// `plan.crop` in the stored orientation, in source pixels.
     crop: Rect,
+    /// EXIF orientation, `flip` and `rotate` combined: what turns the resized pixels.
+    orientation: u8,
+    /// The output size, the border included.
+    output: (u32, u32),
     /// The size the crop is resized to, in the stored orientation.
     resized: (u32, u32),
     jpeg_denom: usize,
     format: OutputFormat,
     source_bytes: u64,
+    /// Colour, blur, sharpen or border work on the output (extra buffers).
+    filtered: bool,
 }
 
 /// Checks, in order, before any pixel buffer is allocated: `max_source_bytes`, the magic
@@ -97,24 +107,52 @@ pub fn prepare(
         });
     }
     let (uw, uh) = probe.oriented_size();
+    // trim cuts the upright source; its region in the stored pixels is what the rest sees
+    let kept = match &spec.trim {
+        Some(t) => trim::region(t, uw, uh).map_err(TransformError::Trim)?,
+        None => Rect {
+            x: 0.0,
+            y: 0.0,
+            w: uw as f64,
+            h: uh as f64,
+        },
+    };
+    let (sw, sh) = (probe.width as f64, probe.height as f64);
+    let region = upright_rect_to_stored(kept, probe.orientation, sw, sh);
+    let o = compose(
+        compose(probe.orientation, flip::orientation(spec.flip)),
+        rotate::orientation(spec.rotate),
+    );
+    // width and height refer to the axes after rotation
+    let (rw, rh) = (region.w.round() as u32, region.h.round() as u32);
+    let (fw, fh) = if o >= 5 { (rh, rw) } else { (rw, rh) };
     let plan = plan(
-        uw,
-        uh,
+        fw,
+        fh,
         spec.target_width(),
         spec.target_height(),
         spec.fit,
         spec.gravity,
     );
-    if plan.canvas_w as u64 * plan.canvas_h as u64 > limits.max_output_pixels {
+    let b = spec.border.unwrap_or_default();
+    let output = (
+        plan.canvas_w.saturating_add(b.left).saturating_add(b.right),
+        plan.canvas_h.saturating_add(b.top).saturating_add(b.bottom),
+    );
+    if output.0 as u64 * output.1 as u64 > limits.max_output_pixels {
         return Err(TransformError::OutputTooLarge {
-            w: plan.canvas_w,
-            h: plan.canvas_h,
+            w: output.0,
+            h: output.1,
             max: limits.max_output_pixels,
         });
     }
-    // work in stored orientation up to the resize, then turn only the small result upright
-    let o = probe.orientation;
-    let crop = upright_rect_to_stored(plan.crop, o, probe.width as f64, probe.height as f64);
+    // work in stored orientation up to the resize, then turn only the small result
+    let inner = upright_rect_to_stored(plan.crop, o, region.w, region.h);
+    let crop = Rect {
+        x: region.x + inner.x,
+        y: region.y + inner.y,
+        ..inner
+    };
     let resized = if o >= 5 {
         (plan.scaled_h, plan.scaled_w)
     } else {
@@ -124,10 +162,13 @@ pub fn prepare(
         probe,
         plan,
         crop,
+        orientation: o,
+        output,
         resized,
         jpeg_denom: jpeg_scale_denominator(crop, resized.0, resized.1),
         format,
         source_bytes: src.len() as u64,
+        filtered: spec.adjust != Default::default() || spec.border.is_some(),
     })
 }
 
@@ -149,9 +190,10 @@ impl Prepared {
             resize: !(whole && self.resized == (dw, dh)),
             crop_width: (c.w * fx).ceil() as u32,
             resized: self.resized,
-            oriented: (2..=8).contains(&self.probe.orientation),
+            oriented: (2..=8).contains(&self.orientation),
             padded: self.plan.is_padded(),
-            canvas: (self.plan.canvas_w, self.plan.canvas_h),
+            canvas: self.output,
+            filtered: self.filtered,
             format: self.format,
         })
     }
@@ -180,6 +222,7 @@ impl Prepared {
             probe,
             plan,
             crop,
+            orientation,
             resized: (rw, rh),
             jpeg_denom,
             format,
@@ -199,7 +242,8 @@ impl Prepared {
         } else {
             resize_from(&pixels, crop, rw, rh)?
         };
-        let mut img = apply_orientation(resized, probe.orientation);
+        let img = apply_orientation(resized, orientation);
+        let mut img = adjust(img, spec);
 
         let flatten_bg = spec.background.unwrap_or([255, 255, 255]);
         if plan.is_padded() {
@@ -219,6 +263,9 @@ impl Prepared {
         }
         if !format.has_alpha() {
             img = flatten(img, flatten_bg);
+        }
+        if let Some(b) = &spec.border {
+            img = border::border(&img, b);
         }
         let quality = spec.quality.unwrap_or(limits.default_quality);
         let bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
@@ -256,6 +303,30 @@ fn decode_or_reuse(
     let pixels = Arc::new(codec::decode(src, probe, jpeg_denom)?);
     cache.put(id, scale, Arc::clone(&pixels));
     Ok((pixels, false))
+}
+
+/// Colour adjustments, then blur and sharpen, on the resized image.
+fn adjust(mut img: Pixels, spec: &TransformSpec) -> Pixels {
+    let a = &spec.adjust;
+    if let Some(f) = a.brightness {
+        brightness::brightness(&mut img, f);
+    }
+    if let Some(f) = a.contrast {
+        contrast::contrast(&mut img, f);
+    }
+    if let Some(g) = a.gamma {
+        gamma::gamma(&mut img, g);
+    }
+    if let Some(s) = a.saturation {
+        saturation::saturation(&mut img, s);
+    }
+    if let Some(r) = a.blur {
+        img = blur::blur(img, r);
+    }
+    if let Some(l) = a.sharpen {
+        img = sharpen::sharpen(img, l);
+    }
+    img
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub enum Fit {
     Crop,
     /// Contain, then pad to exactly w x h with the background (placed by gravity).
     Pad,
+    /// Stretch to exactly w x h, the aspect ratio not kept (one bound alone: contain).
+    Squeeze,
 }
 
 impl Fit {
@@ -28,6 +30,7 @@ impl Fit {
             Fit::Cover => "cover",
             Fit::Crop => "crop",
             Fit::Pad => "pad",
+            Fit::Squeeze => "squeeze",
         }
     }
     /// Parses a user-facing fit name.
@@ -38,6 +41,7 @@ impl Fit {
             "cover" => Fit::Cover,
             "crop" => Fit::Crop,
             "pad" => Fit::Pad,
+            "squeeze" => Fit::Squeeze,
             _ => return None,
         })
     }
@@ -56,6 +60,12 @@ pub enum Gravity {
     TopRight,
     BottomLeft,
     BottomRight,
+    /// `XxY`: the point (in ten-thousandths of the width and height, 0 = left/top) kept as
+    /// near the middle of a crop as the image allows.
+    Focal {
+        x: u16,
+        y: u16,
+    },
 }
 
 impl Gravity {
@@ -70,6 +80,17 @@ impl Gravity {
             Gravity::TopRight => "top-right",
             Gravity::BottomLeft => "bottom-left",
             Gravity::BottomRight => "bottom-right",
+            Gravity::Focal { .. } => "focal",
+        }
+    }
+
+    /// The user-facing value: the name, or `XxY` for a focal point.
+    pub fn value(&self) -> String {
+        match self {
+            Gravity::Focal { x, y } => {
+                format!("{}x{}", *x as f64 / 10000.0, *y as f64 / 10000.0)
+            }
+            g => g.as_str().to_string(),
         }
     }
     /// Parses a user-facing gravity name (`auto` is centre).
@@ -99,8 +120,69 @@ impl Gravity {
             Gravity::TopRight => (1.0, 0.0),
             Gravity::BottomLeft => (0.0, 1.0),
             Gravity::BottomRight => (1.0, 1.0),
+            Gravity::Focal { x, y } => (*x as f64 / 10000.0, *y as f64 / 10000.0),
         }
     }
+}
+
+/// `flip`: mirror horizontally, vertically or both (applied before `rotate`, as Cloudflare does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Flip {
+    #[default]
+    None,
+    H,
+    V,
+    HV,
+}
+
+impl Flip {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Flip::None => "",
+            Flip::H => "h",
+            Flip::V => "v",
+            Flip::HV => "hv",
+        }
+    }
+}
+
+/// `trim`: pixels cut from each side of the (EXIF-upright) source before anything else;
+/// `width`/`height`, when set, give the kept size instead of `right`/`bottom`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Trim {
+    pub top: u32,
+    pub right: u32,
+    pub bottom: u32,
+    pub left: u32,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// `border`: a solid frame added around the output (widths in output pixels, dpr applied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Border {
+    pub colour: [u8; 3],
+    pub top: u32,
+    pub right: u32,
+    pub bottom: u32,
+    pub left: u32,
+}
+
+impl Border {
+    pub fn is_empty(&self) -> bool {
+        self.top == 0 && self.right == 0 && self.bottom == 0 && self.left == 0
+    }
+}
+
+/// The colour and filter adjustments (each `None` = unchanged), in the order applied.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Adjust {
+    pub brightness: Option<f32>,
+    pub contrast: Option<f32>,
+    pub gamma: Option<f32>,
+    pub saturation: Option<f32>,
+    pub blur: Option<f32>,
+    pub sharpen: Option<f32>,
 }
 
 /// Operator limits (from config).
@@ -152,6 +234,15 @@ pub struct TransformSpec {
     pub format: FormatChoice,
     pub quality: Option<u8>,
     pub background: Option<[u8; 3]>,
+    pub trim: Option<Trim>,
+    /// 0, 90, 180 or 270 degrees clockwise, after the EXIF orientation and `flip`.
+    pub rotate: u16,
+    pub flip: Flip,
+    pub adjust: Adjust,
+    /// Widths already multiplied by dpr.
+    pub border: Option<Border>,
+    /// `compression=fast`: `format=auto` never picks AVIF (the slow encoder).
+    pub fast: bool,
 }
 
 impl Default for TransformSpec {
@@ -165,6 +256,12 @@ impl Default for TransformSpec {
             format: FormatChoice::Source,
             quality: None,
             background: None,
+            trim: None,
+            rotate: 0,
+            flip: Flip::None,
+            adjust: Adjust::default(),
+            border: None,
+            fast: false,
         }
     }
 }
@@ -215,7 +312,7 @@ impl TransformSpec {
         }
         if matches!(self.fit, Fit::Cover | Fit::Crop | Fit::Pad) && self.gravity != Gravity::Center
         {
-            p.push(("g", "gravity", self.gravity.as_str().to_string()));
+            p.push(("g", "gravity", self.gravity.value()));
         }
         let fmt = chosen.or(match self.format {
             FormatChoice::Fixed(f) => Some(f),
@@ -232,7 +329,52 @@ impl TransformSpec {
         if let Some([r, g, b]) = self.background {
             p.push(("bg", "background", format!("{r:02x}{g:02x}{b:02x}")));
         }
+        // Newer options come after, so that the keys and signatures of older URLs are unchanged.
+        self.effect_params(&mut p);
         p
+    }
+
+    fn effect_params(&self, p: &mut Vec<(&'static str, &'static str, String)>) {
+        if let Some(t) = self.trim {
+            let sides = format!("{};{};{};{}", t.top, t.right, t.bottom, t.left);
+            p.push(("trim", "trim", sides));
+            if let Some(w) = t.width {
+                p.push(("trim.w", "trim.width", w.to_string()));
+            }
+            if let Some(h) = t.height {
+                p.push(("trim.h", "trim.height", h.to_string()));
+            }
+        }
+        if self.rotate != 0 {
+            p.push(("rot", "rotate", self.rotate.to_string()));
+        }
+        if self.flip != Flip::None {
+            p.push(("flip", "flip", self.flip.as_str().to_string()));
+        }
+        let a = &self.adjust;
+        for (short, name, v) in [
+            ("bri", "brightness", a.brightness),
+            ("con", "contrast", a.contrast),
+            ("gam", "gamma", a.gamma),
+            ("sat", "saturation", a.saturation),
+            ("blur", "blur", a.blur),
+            ("sharpen", "sharpen", a.sharpen),
+        ] {
+            if let Some(v) = v {
+                p.push((short, name, v.to_string()));
+            }
+        }
+        if let Some(b) = self.border {
+            let [r, g, bl] = b.colour;
+            let v = format!(
+                "color:{r:02x}{g:02x}{bl:02x};top:{};right:{};bottom:{};left:{}",
+                b.top, b.right, b.bottom, b.left
+            );
+            p.push(("border", "border", v));
+        }
+        if self.fast {
+            p.push(("c", "compression", "fast".to_string()));
+        }
     }
 }
 

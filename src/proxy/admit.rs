@@ -6,6 +6,7 @@ use super::ctx::Ctx;
 use super::reply::{cors_origin, respond_text, respond_with};
 use super::routes;
 use super::state::State;
+use super::transform::path_form;
 use crate::limits::{Decision, Stage};
 use pingora::prelude::*;
 use pingora_cache::key::CacheHashKey;
@@ -86,7 +87,15 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         return Err(r);
     }
     let host = request_host(req);
-    let path = crate::cache::normalize_path(req.uri.path());
+    // The path form `/cdn-cgi/image/OPTIONS/SOURCE` is the query form of SOURCE with the
+    // options as its first parameters: the same key, signature and cache entry.
+    let form = path_form::split(req.uri.path()).map_err(|(s, m)| Refusal::new(s, m))?;
+    let full_query: Option<String> = match &form {
+        Some(f) => Some(f.full_query(req.uri.query())),
+        None => req.uri.query().map(str::to_string),
+    };
+    let raw_path = form.as_ref().map_or(req.uri.path(), |f| f.source.as_str());
+    let path = crate::cache::normalize_path(raw_path);
     let path = path.as_ref();
     let Some((idx, route)) = state.router.find(&host, path) else {
         let msg = format!("no route for host {host:?} and path {path:?}");
@@ -97,7 +106,7 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         .headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let planned = match state.transformer.plan(req.uri.query(), accept) {
+    let planned = match state.transformer.plan(full_query.as_deref(), accept) {
         Ok(p) => p.map(Box::new),
         Err(e) => {
             let msg = format!("invalid transform parameter: {e}");
@@ -107,7 +116,7 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
     if let Some(p) = &planned {
         if let Err(e) = state
             .transformer
-            .verify_signature(&host, path, req.uri.query(), p)
+            .verify_signature(&host, path, full_query.as_deref(), p)
         {
             // Logged without the client address (as it always was).
             log::info!("refused {}: {e}", req.uri);
@@ -118,6 +127,12 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         Some(p) => p.forward_query.as_deref(),
         None => req.uri.query(),
     };
+    if form.is_some() && planned.is_none() {
+        return Err(Refusal::new(
+            400,
+            "invalid transform: no option".to_string(),
+        ));
+    }
     ctx.transform.via_source = planned.is_some()
         && req.method == http::Method::GET
         && route.cache

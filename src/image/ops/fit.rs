@@ -45,6 +45,15 @@ fn fit_inside(sw: u32, sh: u32, tw: Option<u32>, th: Option<u32>, enlarge: bool)
     (w, h)
 }
 
+/// Where a kept length `keep` of `full` starts along one axis: by the gravity's weight, or for
+/// a focal point (`Gravity::Focal`) so that the point is as near the middle as the image allows.
+fn start(gravity: Gravity, weight: f64, full: f64, keep: f64) -> f64 {
+    match gravity {
+        Gravity::Focal { .. } => (weight * full - keep / 2.0).clamp(0.0, (full - keep).max(0.0)),
+        _ => (full - keep) * weight,
+    }
+}
+
 /// Computes the geometry for an upright source of `sw` x `sh` and target bounds `tw` x `th`
 /// (already multiplied by dpr).
 pub fn plan(
@@ -82,8 +91,8 @@ pub fn plan(
             if fit == Fit::Crop && s > 1.0 {
                 // never enlarge: crop to at most w x h without scaling
                 let (cw, ch) = (w.min(sw), h.min(sh));
-                let x = ((sw - cw) as f64 * gx).round();
-                let y = ((sh - ch) as f64 * gy).round();
+                let x = start(gravity, gx, sw as f64, cw as f64).round();
+                let y = start(gravity, gy, sh as f64, ch as f64).round();
                 return Plan {
                     crop: Rect {
                         x,
@@ -103,8 +112,8 @@ pub fn plan(
             let ch = (h as f64 / s).min(sh as f64);
             Plan {
                 crop: Rect {
-                    x: (sw as f64 - cw) * gx,
-                    y: (sh as f64 - ch) * gy,
+                    x: start(gravity, gx, sw as f64, cw),
+                    y: start(gravity, gy, sh as f64, ch),
                     w: cw,
                     h: ch,
                 },
@@ -116,7 +125,8 @@ pub fn plan(
                 offset_y: 0,
             }
         }
-        (Fit::Cover, ..) => simple(fit_inside(sw, sh, tw, th, true)),
+        (Fit::Squeeze, Some(w), Some(h)) => simple((w, h)),
+        (Fit::Cover, ..) | (Fit::Squeeze, ..) => simple(fit_inside(sw, sh, tw, th, true)),
         (Fit::Crop, ..) => simple(fit_inside(sw, sh, tw, th, false)),
         (Fit::Pad, ..) => {
             let (w, h) = fit_inside(sw, sh, tw, th, true);

@@ -30,6 +30,21 @@ pub fn upright_rect_to_stored(r: Rect, orientation: u8, stored_w: f64, stored_h:
     }
 }
 
+/// The one EXIF orientation that does `first`, then `then` (both 1-8): found by trying each
+/// on a 3x2 image of distinct pixels (cheaper to trust than a hand-written table).
+pub fn compose(first: u8, then: u8) -> u8 {
+    let probe = Pixels {
+        width: 3,
+        height: 2,
+        channels: 3,
+        data: (0..18).collect(),
+    };
+    let want = apply_orientation(apply_orientation(probe.clone(), first), then);
+    (1..=8)
+        .find(|&c| apply_orientation(probe.clone(), c) == want)
+        .unwrap_or(1)
+}
+
 /// Turns stored pixels upright for EXIF orientation 1-8 (1 and unknown values: unchanged).
 pub fn apply_orientation(p: Pixels, orientation: u8) -> Pixels {
     if !(2..=8).contains(&orientation) {

@@ -6,6 +6,7 @@
 //! (`image::pipeline`), which knows nothing of the proxy. `response` makes a variant from an
 //! origin response on a miss.
 
+pub mod path_form;
 pub mod response;
 mod sign;
 
@@ -131,9 +132,11 @@ impl Failure {
 
     pub fn scope(&self) -> Scope {
         match self {
-            Failure::Image(TransformError::OutputTooLarge { .. } | TransformError::Encode(_)) => {
-                Scope::Variant
-            }
+            Failure::Image(
+                TransformError::OutputTooLarge { .. }
+                | TransformError::Encode(_)
+                | TransformError::Trim(_),
+            ) => Scope::Variant,
             Failure::Image(_) => Scope::Source,
             Failure::Pool(PoolError::TimedOut(_) | PoolError::Panicked(_)) => Scope::Variant,
             Failure::Pool(PoolError::Expired(_) | PoolError::Shutdown) => Scope::None,
@@ -239,7 +242,20 @@ impl Transformer {
         let Some(spec) = parsed.transform else {
             return Ok(None);
         };
-        let negotiated = negotiate_allowed(spec.format, accept, &self.auto_formats);
+        // compression=fast: never the slowest encoder (AVIF) for format=auto
+        let fast: Vec<OutputFormat>;
+        let candidates = if spec.fast {
+            fast = self
+                .auto_formats
+                .iter()
+                .copied()
+                .filter(|f| *f != OutputFormat::Avif)
+                .collect();
+            &fast
+        } else {
+            &self.auto_formats
+        };
+        let negotiated = negotiate_allowed(spec.format, accept, candidates);
         let mut canonical = spec.canonical(negotiated.format());
         if spec.format == FormatChoice::Auto {
             // Same bytes as the fixed format, but stored with `Vary: Accept`: its own entry.
