@@ -9,7 +9,7 @@
 
 use crate::image::pixels::Pixels;
 use parking_lot::Mutex;
-use std::hash::BuildHasher;
+
 use std::sync::Arc;
 
 /// Identifies a source by its bytes.
