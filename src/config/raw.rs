@@ -155,6 +155,7 @@ pub struct RawTransform {
     pub formats: Option<Vec<String>>,
     pub failure_ttl: Option<Quantity>,
     pub timeout: Option<Quantity>,
+    pub unknown_params: Option<String>,
     /// name -> parameter -> value (numbers or strings)
     pub presets: Option<BTreeMap<String, BTreeMap<String, serde_yaml::Value>>>,
     pub signing: Option<RawSigning>,

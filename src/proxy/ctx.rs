@@ -42,6 +42,9 @@ pub struct RequestCtx {
     pub limit_headers: Vec<(String, String)>,
     /// Path and query sent upstream when it differs from the client's.
     pub upstream_uri: Option<String>,
+    /// Parameters that look like transform parameters but are not (`Imgedge-Warning`, the
+    /// access log's `warning=`), under `transform.unknown_params: warn`.
+    pub warning: Option<String>,
     /// The response went out on the socket directly (a sendfile hit): what logging reports.
     pub direct: Option<Direct>,
 }

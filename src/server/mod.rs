@@ -187,6 +187,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         transformer: Transformer::new(&config.transform),
         limiter: crate::limits::Limiter::new(&config.limits),
         access_log: config.log.access,
+        unknown_params: config.transform.unknown_params,
         http: config.http,
         usage,
         cors_origins: if config.admin.playground {
