@@ -12,6 +12,7 @@ pub mod limits;
 mod listeners;
 pub mod raw;
 mod routes;
+mod sections;
 pub mod size;
 mod transform;
 mod upstreams;
