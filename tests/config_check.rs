@@ -130,7 +130,10 @@ fn every_unknown_key_in_one_run_with_did_you_mean_and_no_follow_on() {
 #[test]
 fn listen_takes_one_address_or_a_list_and_wrong_types_say_what_was_expected() {
     let base = "upstreams:\n  origin: {peers: [\"127.0.0.1:9000\"]}\nroutes:\n  - {prefix: /, upstream: origin}\n";
-    for listen in ["listen: 127.0.0.1:8081\n", "listen: [\"127.0.0.1:8081\", \"127.0.0.1:8082\"]\n"] {
+    for listen in [
+        "listen: 127.0.0.1:8081\n",
+        "listen: [\"127.0.0.1:8081\", \"127.0.0.1:8082\"]\n",
+    ] {
         let (ok, text) = check_text(&format!("{listen}{base}"));
         assert!(ok, "{listen}: {text}");
     }

@@ -20,7 +20,9 @@ fn every_peer_failing_its_check_is_logged_once_and_requests_still_flow() {
         "upstream \"origin\": its peer {} fails its health check (GET /health -> 404); imgedge keeps sending requests to it rather than refusing all traffic",
         origin.peer()
     );
-    eventually(10, "the all-down line", || edge.log().contains(&line).then_some(()));
+    eventually(10, "the all-down line", || {
+        edge.log().contains(&line).then_some(())
+    });
     // Several more failed checks: still one line.
     let seen = origin.hits("/health");
     eventually(10, "five more checks", || {

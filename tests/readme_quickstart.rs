@@ -21,7 +21,9 @@ fn quickstart_block(readme: &str) -> (String, usize) {
         .position(|l| l.trim() == "```yaml")
         .expect("a ```yaml block after the marker");
     assert!(
-        rest[..open].iter().all(|l| !l.trim_start().starts_with("```")),
+        rest[..open]
+            .iter()
+            .all(|l| !l.trim_start().starts_with("```")),
         "the first fenced block after the marker is the ```yaml one"
     );
     let body: Vec<&str> = rest[open + 1..]
@@ -34,11 +36,18 @@ fn quickstart_block(readme: &str) -> (String, usize) {
 
 #[test]
 fn the_readme_quickstart_config_runs_in_front_of_an_origin() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let (block, line) = quickstart_block(&readme);
-    assert!(line <= 80, "the quick-start config is at line {line}, not in the first 80");
+    assert!(
+        line <= 80,
+        "the quick-start config is at line {line}, not in the first 80"
+    );
     for needle in ["127.0.0.1:9000", "127.0.0.1:8080", "./imgedge-cache"] {
-        assert!(block.contains(needle), "the block uses {needle:?}:\n{block}");
+        assert!(
+            block.contains(needle),
+            "the block uses {needle:?}:\n{block}"
+        );
     }
 
     let origin = Origin::start();
@@ -55,7 +64,10 @@ fn the_readme_quickstart_config_runs_in_front_of_an_origin() {
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
         .replace("./imgedge-cache", &cache_dir.display().to_string());
     // Only what a test needs beyond the reader's file: its own admin port, pid file and socket.
-    assert!(!conf.contains("\nadmin:") && !conf.contains("\nserver:"), "{conf}");
+    assert!(
+        !conf.contains("\nadmin:") && !conf.contains("\nserver:"),
+        "{conf}"
+    );
     conf.push_str(&format!(
         "admin: {{listen: \"127.0.0.1:{admin}\"}}\nserver: {{pid_file: {d}/imgedge.pid, upgrade_sock: {d}/upgrade.sock, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1}}\n",
         d = dir.path().display()
@@ -63,7 +75,12 @@ fn the_readme_quickstart_config_runs_in_front_of_an_origin() {
     let path = dir.path().join("edge.yaml");
     std::fs::write(&path, &conf).unwrap();
 
-    let out = Command::new(bin()).arg("-t").arg("-c").arg(&path).output().unwrap();
+    let out = Command::new(bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "-t refuses the README's config:\n{conf}\n{}",
@@ -88,5 +105,8 @@ fn the_readme_quickstart_config_runs_in_front_of_an_origin() {
     assert_eq!((second.status, second.cache()), (200, "HIT"), "{text}");
     assert!(second.body == jpeg);
     assert_eq!(origin.hits("/photo.jpg"), 1);
-    assert!(cache_dir.is_dir(), "the disk tier is in the configured directory");
+    assert!(
+        cache_dir.is_dir(),
+        "the disk tier is in the configured directory"
+    );
 }

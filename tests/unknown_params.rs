@@ -52,8 +52,9 @@ fn a_lookalike_is_warned_on_miss_and_hit_and_logged() {
         (log.matches(&line).count() == 2).then_some(log)
     });
     assert!(
-        log.lines()
-            .any(|l| l.contains("GET /s.jpg?widht=400") && l.contains("cache=HIT") && l.contains(&line)),
+        log.lines().any(|l| l.contains("GET /s.jpg?widht=400")
+            && l.contains("cache=HIT")
+            && l.contains(&line)),
         "{log}"
     );
 }

@@ -262,7 +262,10 @@ impl<'de> Deserialize<'de> for OneOrList {
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrList, E> {
                 Ok(OneOrList(vec![s.to_string()]))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<OneOrList, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<OneOrList, A::Error> {
                 let mut out = Vec::new();
                 while let Some(s) = a.next_element::<String>()? {
                     out.push(s);

@@ -63,10 +63,7 @@ pub(super) fn try_section<T: DeserializeOwned + Default>(
 /// Takes out of `v` the map entry nearest above the end of `path` (the key reported, or the
 /// list holding a bad element); `false` when there is none to take out.
 fn remove_key(v: &mut Value, path: &[Segment]) -> bool {
-    let Some(last_key) = path
-        .iter()
-        .rposition(|s| matches!(s, Segment::Map { .. }))
-    else {
+    let Some(last_key) = path.iter().rposition(|s| matches!(s, Segment::Map { .. })) else {
         return false;
     };
     let mut at = v;
@@ -198,7 +195,10 @@ mod tests {
             plain("invalid value: integer `300`, expected u8"),
             "expected a whole number from 0 to 255, got 300"
         );
-        assert_eq!(did_you_mean("upstream", &["listen", "upstreams"]), Some("upstreams"));
+        assert_eq!(
+            did_you_mean("upstream", &["listen", "upstreams"]),
+            Some("upstreams")
+        );
         assert_eq!(did_you_mean("CACHE", &["cache"]), Some("cache"));
         assert_eq!(did_you_mean("size", &["path", "bytes"]), None);
     }

@@ -134,7 +134,9 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         errs.add("transform.timeout", "must be above zero");
     }
     let unknown = t.unknown_params;
-    let unknown = unknown.as_deref().unwrap_or(defaults::TRANSFORM_UNKNOWN_PARAMS);
+    let unknown = unknown
+        .as_deref()
+        .unwrap_or(defaults::TRANSFORM_UNKNOWN_PARAMS);
     let unknown_params = UnknownParams::parse(unknown).unwrap_or_else(|| {
         errs.add(
             "transform.unknown_params",

@@ -4,9 +4,9 @@
 
 use super::check::{ConfigError, ConfigErrors, Errors};
 use super::raw::{OneOrList, RawConfig, TOP_LEVEL_KEYS};
+use super::sections::{did_you_mean, section, try_section, unknown_key};
 use super::{admin, cache, limits, listeners, routes, transform, upstreams, usage};
 use super::{defaults, files, AdminSettings, Config, LogSettings};
-use super::sections::{did_you_mean, section, try_section, unknown_key};
 use serde_yaml::Value;
 
 /// Reads and validates a file.

@@ -15,6 +15,7 @@ pub mod codec;
 pub mod cost;
 pub mod error;
 pub mod format;
+pub mod lookalike;
 pub mod ops;
 pub mod params;
 pub mod pipeline;

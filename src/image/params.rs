@@ -11,7 +11,7 @@
 //! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
 //! Parameters set explicitly in the URL override the preset's values, wherever `preset=` appears.
 //! Names are case-sensitive; any other parameter is forwarded to the origin untouched (one that
-//! looks like a transform parameter is reported by [`lookalike_warnings`]).
+//! looks like a transform parameter is reported by `lookalike::warnings`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -81,7 +81,7 @@ enum Key {
 }
 
 /// Every query parameter name that is a transform, with what it sets: the one list that
-/// parsing (`key_kind`) and the look-alike check ([`lookalike`]) both read. A new parameter
+/// parsing (`key_kind`) and the look-alike check (`image::lookalike`) both read. A new parameter
 /// (or alias) is one line here.
 const PARAMS: &[(&str, Key)] = &[
     ("width", Key::Width),
@@ -98,55 +98,21 @@ const PARAMS: &[(&str, Key)] = &[
     ("preset", Key::Preset),
 ];
 
+/// The names of the transform parameters (what a look-alike is compared with).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    PARAMS.iter().map(|(name, _)| *name)
+}
+
+/// Whether `k` is a transform parameter's name.
+pub fn is_param(k: &str) -> bool {
+    key_kind(k).is_some()
+}
+
 fn key_kind(k: &str) -> Option<Key> {
-    PARAMS.iter().find(|(name, _)| *name == k).map(|(_, key)| *key)
-}
-
-/// The transform parameter an unknown name looks like, if any: the same name in another case,
-/// or within a small Damerau-Levenshtein distance (2 for names of 4 letters or more, 1 for 2-3
-/// letters). One-letter aliases (`w`, `h`, `q`) match only their other case: at distance 1
-/// every one-letter name (`v=3`, a common cache buster) would look like one.
-pub fn lookalike(name: &str) -> Option<&'static str> {
-    if key_kind(name).is_some() || name == "sig" {
-        return None;
-    }
-    let lower = name.to_ascii_lowercase();
-    let mut best: Option<(usize, &'static str)> = None;
-    for (known, _) in PARAMS {
-        let allowed = match known.len() {
-            0 | 1 => 0,
-            2 | 3 => 1,
-            _ => 2,
-        };
-        let d = strsim::osa_distance(&lower, known);
-        if d <= allowed && best.is_none_or(|(b, _)| d < b) {
-            best = Some((d, known));
-        }
-    }
-    best.map(|(_, known)| known)
-}
-
-/// The query's parameters that are not transform parameters but look like one (see
-/// [`lookalike`]), each as a one-line warning naming the parameter and what it resembles.
-pub fn lookalike_warnings(query: Option<&str>) -> Vec<String> {
-    let mut out = Vec::new();
-    for piece in query.unwrap_or("").split('&') {
-        let raw = piece.split_once('=').map_or(piece, |(k, _)| k);
-        let Some(name) = percent_decode(raw) else {
-            continue;
-        };
-        if let Some(known) = lookalike(&name) {
-            // escape_default: the warning goes into a header, ASCII only
-            let warning = format!(
-                "unknown parameter \"{}\" (did you mean \"{known}\"?)",
-                name.escape_default()
-            );
-            if !out.contains(&warning) {
-                out.push(warning);
-            }
-        }
-    }
-    out
+    PARAMS
+        .iter()
+        .find(|(name, _)| *name == k)
+        .map(|(_, key)| *key)
 }
 
 /// Quotes a user value for an error message (escaped, at most 64 characters).
@@ -326,7 +292,8 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
     })
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` decoded; `None` when the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
     if !s.contains('%') {
         return Some(s.to_owned());
     }
@@ -595,32 +562,5 @@ mod tests {
         let again = parse(p.forward_query.as_deref().unwrap()).unwrap();
         assert_eq!(again.transform, None);
         assert!(parse("?w=100").unwrap().transform.is_none());
-    }
-
-    #[test]
-    fn lookalikes() {
-        assert_eq!(lookalike("widht"), Some("width"));
-        assert_eq!(lookalike("Width"), Some("width"));
-        assert_eq!(lookalike("W"), Some("w"));
-        assert_eq!(lookalike("hieght"), Some("height"));
-        assert_eq!(lookalike("formt"), Some("format"));
-        assert_eq!(lookalike("qualty"), Some("quality"));
-        assert_eq!(lookalike("fitt"), Some("fit"));
-        assert_eq!(lookalike("DPR"), Some("dpr"));
-        for fine in ["width", "w", "q", "sig", "v", "x", "t", "ts", "id", "size", "token", "fill"] {
-            assert_eq!(lookalike(fine), None, "{fine}");
-        }
-        assert_eq!(
-            lookalike_warnings(Some("a=1&widht=400&v=2&%57idth=3&widht=5")),
-            vec![
-                r#"unknown parameter "widht" (did you mean "width"?)"#,
-                r#"unknown parameter "Width" (did you mean "width"?)"#,
-            ]
-        );
-        assert_eq!(
-            lookalike_warnings(Some("w%C3%ADdth=1")),
-            vec![r#"unknown parameter "w\u{ed}dth" (did you mean "width"?)"#]
-        );
-        assert!(lookalike_warnings(None).is_empty());
     }
 }

@@ -149,7 +149,7 @@ fn lookalikes(mode: UnknownParams, query: Option<&str>, ctx: &mut Ctx) -> Result
     if mode == UnknownParams::Forward {
         return Ok(());
     }
-    let warnings = crate::image::params::lookalike_warnings(query);
+    let warnings = crate::image::lookalike::warnings(query);
     if warnings.is_empty() {
         return Ok(());
     }

@@ -126,7 +126,11 @@ pub enum StartError {
 
 /// Every address this process listens on: what it serves, the address, the URL scheme.
 fn listeners(config: &Config) -> Vec<(&'static str, &str, &'static str)> {
-    let mut out: Vec<_> = config.listen.iter().map(|a| ("proxy", a.as_str(), "http")).collect();
+    let mut out: Vec<_> = config
+        .listen
+        .iter()
+        .map(|a| ("proxy", a.as_str(), "http"))
+        .collect();
     if let Some(tls) = &config.tls {
         out.extend(tls.listen.iter().map(|a| ("proxy", a.as_str(), "https")));
     }

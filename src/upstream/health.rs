@@ -4,9 +4,9 @@
 //! pool never refuses traffic only because of its checks, see `PeerPoolRt::choose`).
 
 use parking_lot::Mutex;
-use pingora_load_balancing::Backend;
 use pingora_error::{ErrorType, Result};
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck};
+use pingora_load_balancing::Backend;
 use std::collections::HashMap;
 
 pub(super) struct Checked {
@@ -50,7 +50,10 @@ impl HealthCheck for Checked {
         if let Err(e) = &r {
             let why = self.failure(e);
             let mut state = self.state.lock();
-            state.entry(target.addr.to_string()).or_insert((false, String::new())).1 = why;
+            state
+                .entry(target.addr.to_string())
+                .or_insert((false, String::new()))
+                .1 = why;
         }
         r
     }
