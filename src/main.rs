@@ -129,6 +129,9 @@ fn main() -> ExitCode {
         // dictionary is loaded. imgedge uses none on purpose (disk entries stay readable without
         // one), so the warning would only alarm operators who can do nothing about it.
         .filter_module("pingora_cache::meta", log::LevelFilter::Error)
+        // Its "<Backend debug dump> becomes unhealthy, <error>" lines: imgedge's health check
+        // (upstream/health.rs) says the same per change in its words, with what it does about it.
+        .filter_module("pingora_load_balancing", log::LevelFilter::Error)
         .format_timestamp_millis()
         .init();
     let daemon = cli.daemon || config.server.daemon;

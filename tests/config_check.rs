@@ -100,3 +100,53 @@ fn config_may_come_from_a_pipe_but_not_without_end() {
     assert!(!ok);
     assert!(text.contains("larger than 4194304 bytes"), "{text}");
 }
+
+/// `-t` on YAML text written to a temporary file.
+fn check_text(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    check(&path)
+}
+
+#[test]
+fn every_unknown_key_in_one_run_with_did_you_mean_and_no_follow_on() {
+    let (ok, text) = check_text(
+        "listen: 127.0.0.1:8081\nupstream:\n  origin: {peers: [\"127.0.0.1:9000\"]}\nroutes:\n  - {prefix: /, upstream: origin}\ncache:\n  memory_byte: 256MiB\n  disk: {path: /tmp/imgedge-cache, size: 10GiB}\n",
+    );
+    assert!(!ok);
+    for want in [
+        r#"upstream: unknown key (did you mean "upstreams"?)"#,
+        r#"cache.memory_byte: unknown key (did you mean "memory_bytes"?)"#,
+        "cache.disk.size: unknown key (expected one of path, bytes)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // Nothing that follows from those: the routes' upstream is not "unknown".
+    assert!(!text.contains("no upstream named"), "{text}");
+    assert!(text.contains(": 3 problems:\n"), "{text}");
+}
+
+#[test]
+fn listen_takes_one_address_or_a_list_and_wrong_types_say_what_was_expected() {
+    let base = "upstreams:\n  origin: {peers: [\"127.0.0.1:9000\"]}\nroutes:\n  - {prefix: /, upstream: origin}\n";
+    for listen in [
+        "listen: 127.0.0.1:8081\n",
+        "listen: [\"127.0.0.1:8081\", \"127.0.0.1:8082\"]\n",
+    ] {
+        let (ok, text) = check_text(&format!("{listen}{base}"));
+        assert!(ok, "{listen}: {text}");
+    }
+    let (ok, text) = check_text(&format!(
+        "listen: 8081\nserver: {{threads: many, daemon: maybe}}\n{base}"
+    ));
+    assert!(!ok);
+    for want in [
+        "listen: expected an address or a list of addresses, got 8081",
+        "server.threads: expected a whole number (0 or more), got the string \"many\"",
+        "server.daemon: expected true or false, got the string \"maybe\"",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("invalid type"), "{text}");
+}

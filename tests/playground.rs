@@ -285,6 +285,41 @@ fn page_shows_what_the_proxy_returns() {
     assert!(browser.text("#res-view").contains("quality"));
 }
 
+/// Opened without a path: the largest JPEG sample (seeding.jpg, 218,818 bytes) at width 400 in
+/// the browser's best format, and what that saved.
+#[test]
+fn page_opens_on_a_photo_resized_and_shows_the_bytes_saved() {
+    let edge = samples_edge();
+    let browser = Browser::start(1280, 1050, false);
+    browser.goto(&edge.admin_url("/"));
+    let url = browser.wait_result(&["/seeding.jpg?", "width=400", "format=auto"]);
+    assert_eq!(browser.text("#orig-format"), "image/jpeg");
+    let orig = std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/seeding.jpg"))
+        .unwrap()
+        .len();
+    assert_eq!(orig, 218_818, "the sample changed: update this test");
+    let shown: u64 = browser
+        .text("#res-bytes")
+        .split(" B")
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(shown * 5 < orig, "{shown} bytes for {url}");
+    let pct = ((1.0 - shown as f64 / orig as f64) * 100.0).round();
+    // As the page writes KB (1000 bytes): one decimal under 10 KB.
+    let kb = if shown < 10_000 {
+        format!("{:.1}", shown as f64 / 1000.0)
+    } else {
+        format!("{}", (shown as f64 / 1000.0).round())
+    };
+    assert_eq!(
+        browser.text("#res-saved"),
+        format!("{kb} KB, {pct}% smaller than the 219 KB original")
+    );
+}
+
 #[test]
 fn page_is_readable_on_a_phone() {
     let edge = samples_edge();

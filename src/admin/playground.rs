@@ -20,10 +20,21 @@ impl Playground {
             Ok(a) => (Some(format!("http://{a}")), Some(a.port())),
             Err(_) => (None, None),
         };
+        let samples = sample_paths(config);
+        // The page opens on the largest JPEG sample (a photo: resizing it shows the point at
+        // once), else on the first sample.
+        let default = samples
+            .iter()
+            .filter(|(p, _)| p.ends_with(".jpg") || p.ends_with(".jpeg"))
+            .max_by_key(|(_, bytes)| *bytes)
+            .or(samples.first())
+            .map(|(p, _)| p.clone());
+        let paths: Vec<&String> = samples.iter().map(|(p, _)| p).collect();
         let body = serde_json::json!({
             "proxy": proxy,
             "proxy_port": port,
-            "samples": sample_paths(config),
+            "samples": paths,
+            "default": default,
         });
         Playground {
             config_json: body.to_string().into_bytes(),
@@ -31,8 +42,9 @@ impl Playground {
     }
 }
 
-/// Image files served by `dir` upstreams on host-less routes, as request paths.
-fn sample_paths(config: &crate::config::Config) -> Vec<String> {
+/// Image files served by `dir` upstreams on host-less routes, as request paths, with their
+/// sizes.
+fn sample_paths(config: &crate::config::Config) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for route in config.routes.iter().filter(|r| r.host.is_none()) {
         let Some(up) = config.upstreams.get(route.upstream) else {
@@ -50,18 +62,21 @@ fn sample_paths(config: &crate::config::Config) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
-        let mut names: Vec<String> = entries
+        let mut names: Vec<(String, u64)> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| {
+            .filter_map(|e| {
+                let bytes = e.metadata().map_or(0, |m| m.len());
+                Some((e.file_name().into_string().ok()?, bytes))
+            })
+            .filter(|(n, _)| {
                 n.rsplit_once('.').is_some_and(|(_, ext)| {
                     IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
                 })
             })
             .collect();
         names.sort();
-        for n in names {
+        for (n, bytes) in names {
             let encoded =
                 percent_encoding::utf8_percent_encode(&n, percent_encoding::NON_ALPHANUMERIC)
                     .to_string()
@@ -69,8 +84,8 @@ fn sample_paths(config: &crate::config::Config) -> Vec<String> {
                     .replace("%2D", "-")
                     .replace("%5F", "_");
             let path = format!("{base}/{encoded}");
-            if !out.contains(&path) {
-                out.push(path);
+            if !out.iter().any(|(p, _)| *p == path) {
+                out.push((path, bytes));
             }
             if out.len() >= MAX_SAMPLES {
                 return out;

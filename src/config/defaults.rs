@@ -108,6 +108,8 @@ pub const HTTP_MAX_URL_BYTES: u64 = 8 << 10;
 pub const HTTP_MAX_HEADER_BYTES: u64 = 32 << 10;
 /// `transform.timeout`: budget of one transform, queue wait included (typical: 10-300 ms).
 pub const TRANSFORM_TIMEOUT: Duration = Duration::from_secs(10);
+/// `transform.unknown_params`: a look-alike of a transform parameter gets a warning header.
+pub const TRANSFORM_UNKNOWN_PARAMS: &str = "warn";
 /// How long a failed transform of a source is answered up front without asking the origin.
 pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);
 

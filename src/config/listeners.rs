@@ -59,7 +59,7 @@ pub(super) fn validate_tls(
     admin: &str,
     errs: &mut Errors,
 ) -> TlsListeners {
-    let listen = t.listen.unwrap_or_default();
+    let listen = t.listen.map(|l| l.0).unwrap_or_default();
     if listen.is_empty() {
         errs.add("tls.listen", "at least one address is required");
     }

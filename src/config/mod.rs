@@ -12,6 +12,7 @@ pub mod limits;
 mod listeners;
 pub mod raw;
 mod routes;
+mod sections;
 pub mod size;
 mod transform;
 mod upstreams;
@@ -249,6 +250,31 @@ pub struct TransformSettings {
     pub timeout: Duration,
     /// Signed URLs (`transform.signing`), when configured.
     pub signing: Option<crate::signing::SigningSettings>,
+    /// What a query parameter that looks like a transform parameter gets.
+    pub unknown_params: UnknownParams,
+}
+
+/// `transform.unknown_params`: what happens to a query parameter that is not a transform
+/// parameter but looks like one (`widht`, `Width`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownParams {
+    /// Forwarded to the origin like any other parameter, silently.
+    Forward,
+    /// Forwarded, and the response carries `Imgedge-Warning` (the access log `warning=`).
+    Warn,
+    /// 400 with the reason, before any origin request.
+    Reject,
+}
+
+impl UnknownParams {
+    pub fn parse(s: &str) -> Option<UnknownParams> {
+        Some(match s {
+            "forward" => UnknownParams::Forward,
+            "warn" => UnknownParams::Warn,
+            "reject" => UnknownParams::Reject,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]

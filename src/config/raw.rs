@@ -157,6 +157,7 @@ pub struct RawTransform {
     pub formats: Option<Vec<String>>,
     pub failure_ttl: Option<Quantity>,
     pub timeout: Option<Quantity>,
+    pub unknown_params: Option<String>,
     /// name -> parameter -> value (numbers or strings)
     pub presets: Option<BTreeMap<String, BTreeMap<String, serde_yaml::Value>>>,
     pub signing: Option<RawSigning>,
@@ -215,6 +216,9 @@ pub struct RawConfig {
     pub listen: Option<Vec<String>>,
     pub admin: RawAdmin,
     pub upstreams: BTreeMap<String, Option<RawUpstream>>,
+    /// The `upstreams` section could not be read, or is missing where a misspelling of it was
+    /// reported: names referring to it are not checked (follow-on errors).
+    pub upstreams_unread: bool,
     pub routes: Vec<Option<RawRoute>>,
     pub cache: RawCache,
     pub transform: RawTransform,
@@ -239,8 +243,38 @@ pub struct RawHttp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTlsListen {
-    pub listen: Option<Vec<String>>,
+    pub listen: Option<OneOrList>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
     pub h2: Option<bool>,
+}
+
+/// `listen: 127.0.0.1:8080` or `listen: [127.0.0.1:8080, ...]`: one address or a list.
+#[derive(Debug, Default)]
+pub struct OneOrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrList;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an address or a list of addresses")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrList, E> {
+                Ok(OneOrList(vec![s.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<OneOrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = a.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(OneOrList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

@@ -5,10 +5,12 @@ use super::defaults;
 use super::raw::RawRoute;
 use super::{Route, Upstream};
 
-/// Every route that could be read, in file order; at least one is required.
+/// Every route that could be read, in file order; at least one is required. `upstreams` is
+/// `None` when that section could not be read (its problem is reported; the routes' upstream
+/// names are then not checked against it).
 pub(super) fn validate_routes(
     raw: Vec<Option<RawRoute>>,
-    upstreams: &[Upstream],
+    upstreams: Option<&[Upstream]>,
     errs: &mut Errors,
 ) -> Vec<Route> {
     let mut routes = Vec::new();
@@ -37,9 +39,11 @@ pub(super) fn validate_routes(
                 errs.add(format!("{path}.upstream"), "is required");
                 continue;
             }
-            Some(u) => match upstreams.iter().position(|x| x.name == u) {
-                Some(idx) => idx,
-                None => {
+            Some(u) => match upstreams.map(|ups| ups.iter().position(|x| x.name == u)) {
+                Some(Some(idx)) => idx,
+                None => 0,
+                Some(None) => {
+                    let upstreams = upstreams.unwrap_or_default();
                     let known: Vec<&str> = upstreams.iter().map(|x| x.name.as_str()).collect();
                     errs.add(
                         format!("{path}.upstream"),

@@ -4,7 +4,7 @@
 use super::check::{dur, read_secret_text, size, Errors};
 use super::defaults;
 use super::raw::{RawSigning, RawTransform};
-use super::TransformSettings;
+use super::{TransformSettings, UnknownParams};
 use serde_yaml::Value;
 
 /// `transform`: limits of URLs and sources, quality, formats, presets (checked against the
@@ -139,7 +139,19 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
     if timeout.is_zero() {
         errs.add("transform.timeout", "must be above zero");
     }
+    let unknown = t.unknown_params;
+    let unknown = unknown
+        .as_deref()
+        .unwrap_or(defaults::TRANSFORM_UNKNOWN_PARAMS);
+    let unknown_params = UnknownParams::parse(unknown).unwrap_or_else(|| {
+        errs.add(
+            "transform.unknown_params",
+            format!("{unknown:?} is not one of forward, warn, reject"),
+        );
+        UnknownParams::Warn
+    });
     TransformSettings {
+        unknown_params,
         signing,
         limits,
         presets,

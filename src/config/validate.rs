@@ -3,10 +3,10 @@
 //! `-t` lists problems in).
 
 use super::check::{ConfigError, ConfigErrors, Errors};
-use super::raw::{RawConfig, TOP_LEVEL_KEYS};
+use super::raw::{OneOrList, RawConfig, TOP_LEVEL_KEYS};
+use super::sections::{did_you_mean, section, try_section, unknown_key};
 use super::{admin, cache, limits, listeners, routes, transform, upstreams, usage};
 use super::{defaults, files, AdminSettings, Config, LogSettings};
-use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 /// Reads and validates a file.
@@ -31,40 +31,6 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// Deserializes one section, reporting the first problem inside it with its full path.
-fn section<T: DeserializeOwned + Default>(v: Option<&Value>, path: &str, errs: &mut Errors) -> T {
-    try_section(v, path, errs).unwrap_or_default()
-}
-
-/// Like [`section`], `None` when the section could not be read (already reported).
-fn try_section<T: DeserializeOwned + Default>(
-    v: Option<&Value>,
-    path: &str,
-    errs: &mut Errors,
-) -> Option<T> {
-    let Some(v) = v else {
-        return Some(T::default());
-    };
-    if v.is_null() {
-        return Some(T::default());
-    }
-    match serde_path_to_error::deserialize::<_, T>(v.clone()) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." || inner.is_empty() {
-                path.to_string()
-            } else if inner.starts_with('[') {
-                format!("{path}{inner}")
-            } else {
-                format!("{path}.{inner}")
-            };
-            errs.add(full, e.inner().to_string());
-            None
-        }
-    }
-}
-
 fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
@@ -84,18 +50,12 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
     for k in map.keys() {
         match k.as_str() {
             Some(s) if TOP_LEVEL_KEYS.contains(&s) => {}
-            _ => errs.add(
-                key_name(k),
-                format!(
-                    "unknown key (expected one of {})",
-                    TOP_LEVEL_KEYS.join(", ")
-                ),
-            ),
+            _ => errs.add(key_name(k), unknown_key(&key_name(k), TOP_LEVEL_KEYS)),
         }
     }
     let mut raw = RawConfig {
         server: section(map.get("server"), "server", errs),
-        listen: section::<Option<Vec<String>>>(map.get("listen"), "listen", errs),
+        listen: section::<Option<OneOrList>>(map.get("listen"), "listen", errs).map(|l| l.0),
         admin: section(map.get("admin"), "admin", errs),
         cache: section(map.get("cache"), "cache", errs),
         transform: section(map.get("transform"), "transform", errs),
@@ -111,7 +71,7 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
         ..Default::default()
     };
     match map.get("upstreams") {
-        None | Some(Value::Null) => {}
+        Some(Value::Null) => {}
         Some(Value::Mapping(ups)) => {
             for (k, v) in ups {
                 let name = key_name(k);
@@ -120,7 +80,19 @@ fn parse_raw(text: &str, errs: &mut Errors) -> Option<RawConfig> {
                     .insert(name, try_section(Some(v), &path, errs));
             }
         }
-        Some(_) => errs.add("upstreams", "must be a mapping of name -> upstream"),
+        Some(_) => {
+            errs.add("upstreams", "must be a mapping of name -> upstream");
+            raw.upstreams_unread = true;
+        }
+        // A misspelt `upstreams` was reported: the routes' upstream names are not checked
+        // against an empty section (a follow-on error).
+        None => {
+            raw.upstreams_unread = map.keys().any(|k| {
+                let k = key_name(k);
+                !TOP_LEVEL_KEYS.contains(&k.as_str())
+                    && did_you_mean(&k, TOP_LEVEL_KEYS) == Some("upstreams")
+            })
+        }
     }
     match map.get("routes") {
         None | Some(Value::Null) => {}
@@ -154,7 +126,8 @@ fn validate(raw: RawConfig, errs: &mut Errors) -> Config {
     let admin_allow_cidrs = admin::validate_allow_cidrs(raw.admin.allow_cidrs, errs);
     let admin_hostnames = admin::validate_hostnames(raw.admin.hostnames, errs);
     let upstreams = upstreams::validate_upstreams(raw.upstreams, errs);
-    let routes = routes::validate_routes(raw.routes, &upstreams, errs);
+    let known = (!raw.upstreams_unread).then_some(upstreams.as_slice());
+    let routes = routes::validate_routes(raw.routes, known, errs);
     let cache = cache::validate_cache(raw.cache, errs);
     let transform = transform::validate_transform(raw.transform, errs);
     let limits = limits::validate(raw.limits, errs);
@@ -327,12 +300,12 @@ bogus: 1
         );
         assert!(
             e.iter()
-                .any(|x| x.starts_with("upstreams.o.peer: unknown field `peer`")),
+                .any(|x| x == r#"upstreams.o.peer: unknown key (did you mean "peers"?)"#),
             "{e:?}"
         );
         assert!(
             e.iter()
-                .any(|x| x.starts_with("routes[0].cahce: unknown field `cahce`")),
+                .any(|x| x == r#"routes[0].cahce: unknown key (did you mean "cache"?)"#),
             "{e:?}"
         );
         // No follow-on noise from the sections that could not be read.

@@ -16,6 +16,7 @@ pub mod cost;
 pub mod decoded;
 pub mod error;
 pub mod format;
+pub mod lookalike;
 pub mod ops;
 pub mod params;
 pub mod pipeline;

@@ -10,7 +10,8 @@
 //!
 //! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
 //! Parameters set explicitly in the URL override the preset's values, wherever `preset=` appears.
-//! Names are case-sensitive; any other parameter is forwarded to the origin untouched.
+//! Names are case-sensitive; any other parameter is forwarded to the origin untouched (one that
+//! looks like a transform parameter is reported by `lookalike::warnings`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -188,8 +189,27 @@ pub fn known_names() -> impl Iterator<Item = &'static str> {
     PARAMS.iter().map(|(n, _)| *n)
 }
 
+/// The names of the transform parameters (what a look-alike is compared with).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    PARAMS.iter().map(|(name, _)| *name)
+}
+
+/// Whether `k` is a transform parameter's name.
+pub fn is_param(k: &str) -> bool {
+    key_kind(k).is_some()
+}
+
 fn key_kind(k: &str) -> Option<Key> {
     PARAMS.iter().find(|(n, _)| *n == k).map(|(_, key)| *key)
+}
+
+/// Quotes a user value for an error message (escaped, at most 64 characters).
+fn quoted(v: &str) -> String {
+    let mut s: String = v.chars().take(64).collect();
+    if s.len() < v.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
 }
 
 fn parse_positive(name: &str, v: &str) -> Result<u32, ParamError> {
@@ -417,7 +437,8 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
     })
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` decoded; `None` when the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
     if !s.contains('%') {
         return Some(s.to_owned());
     }

@@ -7,6 +7,7 @@ use super::reply::{cors_origin, respond_text, respond_with};
 use super::routes;
 use super::state::State;
 use super::transform::path_form;
+use crate::config::UnknownParams;
 use crate::limits::{Decision, Stage};
 use pingora::prelude::*;
 use pingora_cache::key::CacheHashKey;
@@ -102,6 +103,7 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         return Err(Refusal::new(404, msg));
     };
     ctx.request.route = Some(idx);
+    lookalikes(state.unknown_params, req.uri.query(), ctx)?;
     let accept = req
         .headers
         .get(http::header::ACCEPT)
@@ -169,6 +171,25 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
     ctx.transform.planned = planned;
     ctx.request.path = path.to_string();
     ctx.request.host = host;
+    Ok(())
+}
+
+/// Query parameters that look like transform parameters but are not (`widht=400`): a
+/// warning on the response (kept per request, never stored with a cached entry), or a 400
+/// before any origin request, as `transform.unknown_params` says.
+fn lookalikes(mode: UnknownParams, query: Option<&str>, ctx: &mut Ctx) -> Result<(), Refusal> {
+    if mode == UnknownParams::Forward {
+        return Ok(());
+    }
+    let warnings = crate::image::lookalike::warnings(query);
+    if warnings.is_empty() {
+        return Ok(());
+    }
+    let warning = warnings.join("; ");
+    if mode == UnknownParams::Reject {
+        return Err(Refusal::new(400, format!("bad request: {warning}")));
+    }
+    ctx.request.warning = Some(warning);
     Ok(())
 }
 

@@ -45,6 +45,9 @@ pub struct RequestCtx {
     /// Came in on the private source socket: this process fetching an original for a
     /// transform miss (no rate limits, no usage event, not counted as a client request).
     pub internal: bool,
+    /// Parameters that look like transform parameters but are not (`Imgedge-Warning`, the
+    /// access log's `warning=`), under `transform.unknown_params: warn`.
+    pub warning: Option<String>,
     /// The response went out on the socket directly (a sendfile hit): what logging reports.
     pub direct: Option<Direct>,
 }

@@ -135,9 +135,15 @@ fn access_line(session: &Session, e: Option<&Error>, ctx: &Ctx, s: &Sent, elapse
         .canonical()
         .map(|c| format!(" transform={c}"))
         .unwrap_or_default();
+    let warning = ctx
+        .request
+        .warning
+        .as_ref()
+        .map(|w| format!(" warning={w:?}"))
+        .unwrap_or_default();
     log::info!(
         target: "access",
-        "{client} \"{} {}\" {} cache={} upstream={}{transform} duration_ms={:.1} bytes={}{error}",
+        "{client} \"{} {}\" {} cache={} upstream={}{transform} duration_ms={:.1} bytes={}{error}{warning}",
         req.method,
         req.uri,
         s.status,

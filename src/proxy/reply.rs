@@ -10,7 +10,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Response headers the try-it page reads across origins.
 const CORS_EXPOSE: &str =
-    "X-Cache-Status, Content-Type, Content-Length, Server-Timing, X-Transform-Ms";
+    "X-Cache-Status, Content-Type, Content-Length, Server-Timing, X-Transform-Ms, Imgedge-Warning";
 
 /// The allowed-origin value for a request's `Origin` (`*` when every origin is allowed).
 pub fn cors_origin(allowed: &[String], req: &RequestHeader) -> Option<String> {
@@ -190,6 +190,9 @@ pub fn client_headers(
             resp.insert_header("Server-Timing", format!("transform;dur={ms:.1}"))?;
             resp.insert_header("X-Transform-Ms", format!("{ms:.1}"))?;
         }
+    }
+    if let Some(warning) = &ctx.request.warning {
+        resp.insert_header("Imgedge-Warning", warning.as_str())?;
     }
     if let Some(origin) = &ctx.request.cors {
         add_cors(resp, origin)?;

@@ -16,6 +16,8 @@ pub struct State {
     pub transformer: Transformer,
     pub limiter: Limiter,
     pub access_log: bool,
+    /// `transform.unknown_params`: what a look-alike of a transform parameter gets.
+    pub unknown_params: crate::config::UnknownParams,
     /// Usage events (`usage:` section), when configured.
     pub usage: Option<crate::usage::Publisher>,
     /// Browser origins answered with CORS headers (the try-it page's); empty: none.

@@ -116,6 +116,69 @@ pub enum StartError {
     Tls(#[from] Box<pingora_error::Error>),
     #[error("usage events: {0}")]
     Usage(#[from] crate::usage::UsageError),
+    #[error("cannot listen on {addr} ({what}): {reason}")]
+    Bind {
+        addr: String,
+        what: &'static str,
+        reason: std::io::Error,
+    },
+}
+
+/// Every address this process listens on: what it serves, the address, the URL scheme.
+fn listeners(config: &Config) -> Vec<(&'static str, &str, &'static str)> {
+    let mut out: Vec<_> = config
+        .listen
+        .iter()
+        .map(|a| ("proxy", a.as_str(), "http"))
+        .collect();
+    if let Some(tls) = &config.tls {
+        out.extend(tls.listen.iter().map(|a| ("proxy", a.as_str(), "https")));
+    }
+    let admin = if config.admin.playground {
+        "admin and try-it page"
+    } else {
+        "admin"
+    };
+    out.push((admin, config.admin.listen.as_str(), "http"));
+    out
+}
+
+/// Binds each listener address once, to fail the start at once with the address and the
+/// reason: Pingora, given an address in use, logs "will try again" every second forever. Not
+/// on a graceful upgrade (-u), whose listeners come from the old process that still holds
+/// them. (Binding and closing leaves nothing behind: no connection, no TIME_WAIT.)
+fn check_bind(config: &Config) -> Result<(), StartError> {
+    for (what, addr, _) in listeners(config) {
+        if let Err(reason) = std::net::TcpListener::bind(addr) {
+            let addr = addr.to_string();
+            return Err(StartError::Bind { addr, what, reason });
+        }
+    }
+    Ok(())
+}
+
+/// Set once this process is told to stop (SIGTERM or SIGINT).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A SIGINT after a first SIGTERM or SIGINT exits at once (status 130), skipping what is left
+/// of the grace period: Ctrl-C twice in a terminal. Registered beside tokio's own handlers
+/// (the same registry), which Pingora's shutdown keeps using.
+fn second_interrupt_exits() {
+    use std::sync::atomic::Ordering;
+    // SAFETY: the actions only touch an atomic and call _exit, both async-signal-safe.
+    unsafe {
+        let term = signal_hook_registry::register(libc::SIGTERM, || {
+            STOPPING.store(true, Ordering::SeqCst);
+        });
+        let int = signal_hook_registry::register(libc::SIGINT, || {
+            if STOPPING.swap(true, Ordering::SeqCst) {
+                libc::_exit(130);
+            }
+        });
+        if let Err(e) = term.and(int) {
+            log::warn!("a second Ctrl-C will not cut the shutdown short: {e}");
+        }
+    }
 }
 
 /// How long `imgedge -d` waits for its daemon to be ready before giving up (exit 1).
@@ -157,6 +220,10 @@ fn source_socket(config: &Config) -> Option<std::path::PathBuf> {
 }
 
 pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, StartError> {
+    if !upgrade {
+        check_bind(&config)?;
+    }
+    second_interrupt_exits();
     let opt = Opt {
         upgrade,
         daemon,
@@ -197,6 +264,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         transformer: Transformer::new(&config.transform),
         limiter: crate::limits::Limiter::new(&config.limits),
         access_log: config.log.access,
+        unknown_params: config.transform.unknown_params,
         http: config.http,
         usage,
         cors_origins: if config.admin.playground {
@@ -272,6 +340,10 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
             "usage events",
             w,
         ));
+    }
+    for (what, addr, scheme) in listeners(&config) {
+        let slash = if what == "proxy" { "" } else { "/" };
+        log::info!("imgedge: {what} on {scheme}://{addr}{slash}");
     }
     Ok(server)
 }

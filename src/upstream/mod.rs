@@ -5,6 +5,7 @@
 pub mod breaker;
 pub mod deadline;
 pub mod dir;
+mod health;
 
 use crate::config::{Config, HealthCheck, LbAlgorithm, PeerPool, UpstreamKind};
 use crate::metrics::METRICS;
@@ -315,7 +316,9 @@ where
     match &pool.health_check {
         None => Ok(Arc::new(lb)),
         Some(hc) => {
-            lb.set_health_check(health_check(pool, hc));
+            let peers = lb.backends().get_backend().len();
+            let check = health::Checked::new(health_check(pool, hc), name, &hc.path, peers);
+            lb.set_health_check(Box::new(check));
             lb.health_check_frequency = Some(hc.interval);
             lb.parallel_health_check = true;
             let svc = background_service(&format!("health check {name}"), lb);

@@ -513,6 +513,7 @@ mod tests {
             failure_ttl: defaults::TRANSFORM_FAILURE_TTL,
             timeout: defaults::TRANSFORM_TIMEOUT,
             signing: None,
+            unknown_params: crate::config::UnknownParams::Warn,
         })
     }
 
