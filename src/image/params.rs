@@ -203,14 +203,6 @@ fn key_kind(k: &str) -> Option<Key> {
     PARAMS.iter().find(|(n, _)| *n == k).map(|(_, key)| *key)
 }
 
-/// Quotes a user value for an error message (escaped, at most 64 characters).
-fn quoted(v: &str) -> String {
-    let mut s: String = v.chars().take(64).collect();
-    if s.len() < v.len() {
-        s.push('…');
-    }
-    format!("{s:?}")
-}
 
 fn parse_positive(name: &str, v: &str) -> Result<u32, ParamError> {
     let bad = || ParamError::new(name, format!("{} is not a positive integer", quoted(v)));
