@@ -96,7 +96,8 @@ fn restart_keeps_hits_including_transformed_entries() {
     );
     origin.route("/note.txt", Reply::ok("text/plain", "plain text"));
     let dir = tempfile::tempdir().unwrap();
-    let urls = ["/photo.jpg?width=100", "/photo.jpg", "/note.txt"];
+    // The original first: with `source_cache`, a variant stores its original too.
+    let urls = ["/photo.jpg", "/photo.jpg?width=100", "/note.txt"];
     let mut bodies = Vec::new();
     {
         let edge = Edge::start(&config(&origin, dir.path(), ""));

@@ -53,8 +53,10 @@ fn origin_faults_give_clean_errors_and_cache_nothing() {
     ];
     for (name, fault) in cases {
         for transform in [false, true] {
+            // Another path for the variant: the plain request's fixed original is cached, and
+            // a variant of it would be made from the cache without asking the origin.
             let path = if transform {
-                format!("/{name}.jpg?w=100")
+                format!("/{name}_t.jpg?w=100")
             } else {
                 format!("/{name}.jpg")
             };

@@ -65,8 +65,10 @@ mod tests {
         assert_eq!(lookalike("qualty"), Some("quality"));
         assert_eq!(lookalike("fitt"), Some("fit"));
         assert_eq!(lookalike("DPR"), Some("dpr"));
+        // Close to the Cloudflare option `flip`.
+        assert_eq!(lookalike("fill"), Some("flip"));
         for fine in [
-            "width", "w", "q", "sig", "v", "x", "t", "ts", "id", "size", "token", "fill",
+            "width", "w", "q", "sig", "v", "x", "t", "ts", "id", "size", "token",
         ] {
             assert_eq!(lookalike(fine), None, "{fine}");
         }

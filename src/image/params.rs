@@ -203,7 +203,6 @@ fn key_kind(k: &str) -> Option<Key> {
     PARAMS.iter().find(|(n, _)| *n == k).map(|(_, key)| *key)
 }
 
-
 fn parse_positive(name: &str, v: &str) -> Result<u32, ParamError> {
     let bad = || ParamError::new(name, format!("{} is not a positive integer", quoted(v)));
     if v == "auto" {

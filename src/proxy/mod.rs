@@ -222,11 +222,15 @@ impl ProxyHttp for ImgEdge {
         ctx: &mut Ctx,
         error: Option<&Error>,
     ) -> bool {
+        // A variant is never made from a stale original: the source cache's fetch waits for the
+        // revalidation, or fails, and then the variant's own stale entry may be served.
+        if ctx.request.internal {
+            return false;
+        }
         match error {
             // stale-while-revalidate: the entry's own window decides (`cache::freshness`: the
-            // origin's directive, or the configured one where nothing forbids it); but a
-            // variant is never made from a stale original (the source cache waits for it).
-            None => !ctx.request.internal,
+            // origin's directive, or the configured one where nothing forbids it).
+            None => true,
             // stale-if-error: the origin is unreachable or failing.
             Some(e) => {
                 e.esource() == &ErrorSource::Upstream

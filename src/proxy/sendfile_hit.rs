@@ -68,7 +68,9 @@ fn eligible(state: &State, session: &Session, ctx: &Ctx) -> bool {
 /// Serves the hit. `Ok(false)`: not such a request or no current copy; the normal path serves
 /// it. An error mid-response closes the connection.
 pub async fn serve(state: &State, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-    if !eligible(state, session, ctx) {
+    // The source cache's own fetches take the normal path (their socket is a Unix one, and
+    // they are not client hits).
+    if ctx.request.internal || !eligible(state, session, ctx) {
         return Ok(false);
     }
     let down = session.as_downstream();
