@@ -461,7 +461,8 @@ mod tests {
         });
         let pool3 = Arc::clone(&pool);
         let second = tokio::spawn(async move { pool3.run(p2, || 2).await });
-        for _ in 0..200 {
+        // Up to 10 s: under a loaded machine the spawned tasks can take a while to queue.
+        for _ in 0..2000 {
             if pool.in_flight() == 1 && pool.queue_depth() == 1 {
                 break;
             }
