@@ -31,6 +31,13 @@ fn jpeg(name: &str) -> Reply {
     Reply::ok("image/jpeg", fixture(name))
 }
 
+/// A photo fresh for one second, with an ETag to revalidate it by.
+fn expiring(name: &str, etag: &str) -> Reply {
+    jpeg(name)
+        .header("Cache-Control", "max-age=1")
+        .header("ETag", etag)
+}
+
 fn dims(r: &Resp) -> (u32, u32) {
     assert_eq!(r.status, 200, "{}", r.text());
     image::load_from_memory(&r.body)
@@ -162,21 +169,11 @@ fn an_original_the_origin_says_not_to_store_is_fetched_each_time() {
 #[test]
 fn an_original_changed_at_the_origin_gives_new_variants_after_it_expires() {
     let origin = Origin::start();
-    photo(
-        &origin,
-        jpeg("seeding_640x360.jpg")
-            .header("Cache-Control", "max-age=1")
-            .header("ETag", "\"a\""),
-    );
+    photo(&origin, expiring("seeding_640x360.jpg", "\"a\""));
     let edge = Edge::start(&config(&origin, "", ""));
     assert_eq!(dims(&variant(&edge, "width=100")), (100, 56));
     // Changed at the origin (another photo, another shape, another ETag).
-    photo(
-        &origin,
-        jpeg("meadow_640.jpg")
-            .header("Cache-Control", "max-age=1")
-            .header("ETag", "\"b\""),
-    );
+    photo(&origin, expiring("meadow_640.jpg", "\"b\""));
     // A variant never asked before, once the original is stale: made from the new original.
     let new_shape = image::load_from_memory(&fixture("meadow_640.jpg"))
         .unwrap()
@@ -198,12 +195,7 @@ fn an_original_changed_at_the_origin_gives_new_variants_after_it_expires() {
 #[test]
 fn an_unchanged_original_is_revalidated_not_refetched() {
     let origin = Origin::start();
-    photo(
-        &origin,
-        jpeg("seeding_640x360.jpg")
-            .header("Cache-Control", "max-age=1")
-            .header("ETag", "\"a\""),
-    );
+    photo(&origin, expiring("seeding_640x360.jpg", "\"a\""));
     let edge = Edge::start(&config(&origin, "", ""));
     variant(&edge, "width=100");
     eventually(10, "a 304 from the origin", || {
