@@ -88,6 +88,14 @@ fn source_peer(state: &State, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
     Ok(Box::new(peer))
 }
 
+/// The route's origin pool when this request goes to it (not when the source cache fetches
+/// the original: that fetch is the one the pool's breakers, retries and metrics see).
+pub fn origin_pool<'a>(state: &'a State, ctx: &Ctx) -> Option<&'a Pool> {
+    state
+        .pool(ctx.request.route)
+        .filter(|_| !ctx.transform.via_source)
+}
+
 /// The peer label of the source cache in logs.
 pub const SOURCE_PEER: &str = "source-cache";
 
@@ -116,10 +124,7 @@ pub fn failed_while_proxying(
     client_reused: bool,
 ) -> Box<Error> {
     let expired = ctx.origin.end_deadlines();
-    let Some(pool) = state
-        .pool(ctx.request.route)
-        .filter(|_| !ctx.transform.via_source)
-    else {
+    let Some(pool) = origin_pool(state, ctx) else {
         // The source cache retried (or answered) already.
         return e;
     };
@@ -190,10 +195,7 @@ pub fn failed_to_connect(
     ctx: &mut Ctx,
     mut e: Box<Error>,
 ) -> Box<Error> {
-    let Some(pool) = state
-        .pool(ctx.request.route)
-        .filter(|_| !ctx.transform.via_source)
-    else {
+    let Some(pool) = origin_pool(state, ctx) else {
         return e;
     };
     let label = ctx.origin.peer.clone().unwrap_or_default();
@@ -241,9 +243,7 @@ pub fn prepare_request(
     // response made for one spelling (`host:31337`) is never served for another.
     let host = Some(ctx.request.host.as_str()).filter(|h| !h.is_empty());
     // The source cache routes the original by the client's host, as a plain request would.
-    let pool = state
-        .pool(ctx.request.route)
-        .filter(|_| !ctx.transform.via_source);
+    let pool = origin_pool(state, ctx);
     match pool.and_then(Pool::host_override) {
         Some(o) => upstream_request.insert_header(http::header::HOST, o)?,
         None => {

@@ -41,9 +41,7 @@ pub fn on_header(
         // A revalidation: its fields update the stored header (`caching::cacheability`).
         ctx.cache.not_modified = Some(Box::new(resp.clone()));
     }
-    let pool = state
-        .pool(ctx.request.route)
-        .filter(|_| !ctx.transform.via_source);
+    let pool = super::origin::origin_pool(state, ctx);
     if let (Some(pool), Some(start)) = (pool, ctx.timing.upstream_start) {
         let label = ctx.origin.peer.as_deref().unwrap_or_default();
         METRICS
