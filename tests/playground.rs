@@ -283,6 +283,36 @@ fn page_shows_what_the_proxy_returns() {
         t.contains("400").then_some(())
     });
     assert!(browser.text("#res-view").contains("quality"));
+
+    // The other options, in the path form Cloudflare's loaders use: the page's URL is what a
+    // client gets, and the query form of the same transform is the same cache entry.
+    browser.type_into("#quality", "");
+    browser.type_into("#height", "");
+    browser.click("#fit option[value='']");
+    browser.click("#more summary");
+    browser.click("#rotate option[value='90']");
+    browser.type_into("#blur", "3");
+    browser.click("#urlform option[value='path']");
+    let url = browser.wait_result(&["/cdn-cgi/image/", "width=240", "rotate=90", "blur=3"]);
+    assert!(url.ends_with("/meadow.jpg"), "{url}");
+    let r = get(&url);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let img = image::load_from_memory(&r.body).unwrap();
+    // Width and height refer to the rotated axes.
+    assert_eq!(img.width(), 240);
+    assert!(
+        img.height() > img.width(),
+        "rotated: {}x{}",
+        img.width(),
+        img.height()
+    );
+    assert_eq!(
+        browser.text("#res-dims"),
+        format!("{} × {}", img.width(), img.height())
+    );
+    let query_form = get(&edge.url("/meadow.jpg?width=240&format=webp&rotate=90&blur=3"));
+    assert_eq!(query_form.cache(), "HIT");
+    assert_eq!(query_form.body, r.body);
 }
 
 /// Opened without a path: the largest JPEG sample (seeding.jpg, 218,818 bytes) at width 400 in

@@ -264,11 +264,23 @@ fn bad_sources_get_their_documented_answer_and_nothing_is_cached() {
     assert_refused(&edge, &origin, "/truncated.jpg", "truncated");
     assert_refused(&edge, &origin, "/not-an-image.jpg", "not an image");
     assert_refused(&edge, &origin, "/big.jpg", "above the maximum");
+    // No variant was cached: the four entries are the originals, kept as the origin sent them
+    // (the source cache stores what a plain GET would), never a half-made variant.
     assert_eq!(
         edge.metric("imgedge_cache_insertions_total"),
-        before,
-        "nothing was cached"
+        before + 4.0,
+        "only the originals were cached"
     );
+    for path in [
+        "/bomb_20000x20000.png",
+        "/truncated.jpg",
+        "/not-an-image.jpg",
+        "/big.jpg",
+    ] {
+        let r = get(&edge.url(path));
+        assert_eq!((r.status, r.cache()), (200, "HIT"), "{path}");
+        assert_eq!(origin.hits(path), 1, "{path}");
+    }
     for reason in ["bomb", "bad_data", "too_big", "remembered"] {
         let v = edge.metric(&format!(
             "imgedge_transforms_refused_total{{reason=\"{reason}\"}}"
@@ -401,12 +413,13 @@ fn timed_out_variants_do_not_block_other_variants_of_the_source() {
     let r = get(&edge.url("/photo.jpg?w=32&format=jpeg"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(decode(&r).width(), 32);
-    assert_eq!(origin.hits("/photo.jpg"), hits + 1);
+    // Made from the cached original (the source cache): no origin request.
+    assert_eq!(origin.hits("/photo.jpg"), hits);
     // The variant that ran past its timeout is answered up front, without the origin.
     let r = get(&edge.url(&costly(0)));
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("transform.timeout"), "{}", r.text());
-    assert_eq!(origin.hits("/photo.jpg"), hits + 1);
+    assert_eq!(origin.hits("/photo.jpg"), hits);
 }
 
 /// Issue 18, item 7: what is the source's fault is still remembered for the source: any other

@@ -27,10 +27,9 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
 /// `upstreams.X.timeouts.total`: request sent -> last byte of the response.
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const RETRIES: usize = 1;
-/// `routes[].source_cache`: transform misses take the original from the cache. Off until the
-/// end-to-end tests written for one origin fetch per variant (validators, usage, faults) are
-/// reviewed against it (issue 15).
-pub const ROUTE_SOURCE_CACHE: bool = false;
+/// `routes[].source_cache`: transform misses take the original from the cache (one origin
+/// fetch per original, however many variants).
+pub const ROUTE_SOURCE_CACHE: bool = true;
 /// `upstreams.X.circuit_breaker.failures`: consecutive failures that open a peer's circuit.
 pub const CB_FAILURES: u32 = 5;
 /// `upstreams.X.circuit_breaker.cooldown`: an open circuit waits this long before one probe.

@@ -6,7 +6,7 @@ use super::params::{is_param, names, percent_decode};
 
 /// The transform parameter an unknown name looks like, if any: the same name in another case,
 /// or within a small Damerau-Levenshtein distance (2 for names of 4 letters or more, 1 for 2-3
-/// letters). One-letter aliases (`w`, `h`, `q`) match only their other case: at distance 1
+/// letters). One-letter aliases (`w`, `h`, `q`, `f`, `g`) match only their other case: at distance 1
 /// every one-letter name (`v=3`, a common cache buster) would look like one.
 pub fn lookalike(name: &str) -> Option<&'static str> {
     if is_param(name) || name == "sig" {

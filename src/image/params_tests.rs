@@ -87,6 +87,11 @@ fn aliases_and_forwarding() {
     );
     assert_eq!(spec("gravity=auto").gravity, Gravity::Center);
     assert_eq!(parse("w=400").unwrap().forward_query, None);
+    // Nuxt Image's Cloudflare provider writes `f=` and `g=`.
+    assert_eq!(
+        spec("f=webp&g=top").signed_form(),
+        spec("format=webp&gravity=top").signed_form()
+    );
 }
 
 #[test]

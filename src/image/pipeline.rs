@@ -280,8 +280,8 @@ impl Prepared {
     }
 }
 
-/// The decoded source: from `cache` when it holds this source with enough resolution, else
-/// decoded (and kept there). JPEGs are the only sources decoded at a scale; every other
+/// The decoded source: from `cache` when it holds this source with enough resolution (or is
+/// decoding it now), else decoded (and kept there). JPEGs are the only sources decoded at a scale; every other
 /// format is cached at its full size (scale 1).
 fn decode_or_reuse(
     src: &[u8],
@@ -296,13 +296,9 @@ fn decode_or_reuse(
         SourceFormat::Jpeg => jpeg_denom,
         _ => 1,
     };
-    let id = cache.id(src);
-    if let Some((pixels, _)) = cache.get(id, scale) {
-        return Ok((pixels, true));
-    }
-    let pixels = Arc::new(codec::decode(src, probe, jpeg_denom)?);
-    cache.put(id, scale, Arc::clone(&pixels));
-    Ok((pixels, false))
+    cache.get_or_decode(cache.id(src), scale, || {
+        codec::decode(src, probe, jpeg_denom)
+    })
 }
 
 /// Colour adjustments, then blur and sharpen, on the resized image.
