@@ -62,8 +62,6 @@ fn unsupported_options_and_bad_values_are_400_before_the_origin() {
         "zoom=0.5",
         "anim=false",
         "metadata=keep",
-        "onerror=redirect",
-        "format=json",
         "width=auto",
         "trim=border",
         "trim.border.color=%23fff",

@@ -252,6 +252,33 @@ pub struct TransformSettings {
     pub signing: Option<crate::signing::SigningSettings>,
     /// What a query parameter that looks like a transform parameter gets.
     pub unknown_params: UnknownParams,
+    /// `transform.remote_sources`: the only hosts a path-form SOURCE URL may be fetched from.
+    pub remote_sources: Vec<RemoteSource>,
+}
+
+/// One entry of `transform.remote_sources`: a scheme, host and port (the path and query of a
+/// SOURCE URL are its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSource {
+    pub tls: bool,
+    /// Lower-cased; an IPv6 address without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl RemoteSource {
+    /// `https://host[:port]`, the port written only when it is not the scheme's.
+    pub fn origin(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = match self.host.contains(':') {
+            true => format!("[{}]", self.host),
+            false => self.host.clone(),
+        };
+        match (self.tls, self.port) {
+            (true, 443) | (false, 80) => format!("{scheme}://{host}"),
+            _ => format!("{scheme}://{host}:{}", self.port),
+        }
+    }
 }
 
 /// `transform.unknown_params`: what happens to a query parameter that is not a transform

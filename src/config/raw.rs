@@ -161,6 +161,8 @@ pub struct RawTransform {
     /// name -> parameter -> value (numbers or strings)
     pub presets: Option<BTreeMap<String, BTreeMap<String, serde_yaml::Value>>>,
     pub signing: Option<RawSigning>,
+    /// `scheme://host[:port]` a path-form SOURCE URL may name.
+    pub remote_sources: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

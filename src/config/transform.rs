@@ -150,7 +150,21 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         );
         UnknownParams::Warn
     });
+    let remote_sources = t
+        .remote_sources
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match remote_source(v) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                errs.add(format!("transform.remote_sources[{i}]"), why);
+                None
+            }
+        })
+        .collect();
     TransformSettings {
+        remote_sources,
         unknown_params,
         signing,
         limits,
@@ -213,5 +227,77 @@ fn validate_signing(s: RawSigning, errs: &mut Errors) -> crate::signing::Signing
         required: s.required.unwrap_or(defaults::SIGNING_REQUIRED),
         cover_host: s.cover_host.unwrap_or(defaults::SIGNING_COVER_HOST),
         cover_query: s.cover_query.unwrap_or(defaults::SIGNING_COVER_QUERY),
+    }
+}
+
+/// One `transform.remote_sources` entry: `https://host[:port]`, or `http://` for a loopback
+/// host only (a test origin on this machine: plain HTTP elsewhere would let anyone on the path
+/// change the images). No user, path (but `/`), query or fragment.
+pub(crate) fn remote_source(v: &str) -> Result<super::RemoteSource, String> {
+    let bad = |why: &str| format!("{v:?}: {why} (expected https://host[:port])");
+    let (tls, rest) = if let Some(r) = v.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = v.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(bad("the scheme is not https:// or http://"));
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return Err(bad("only a scheme, a host and a port"));
+    }
+    let auth: http::uri::Authority = authority.parse().map_err(|_| bad("not a host[:port]"))?;
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    let host = host.to_ascii_lowercase();
+    let port = match auth.port_u16() {
+        Some(p) => p,
+        None if auth.as_str().ends_with(':') => return Err(bad("empty port")),
+        None if tls => 443,
+        None => 80,
+    };
+    if port == 0 {
+        return Err(bad("port 0"));
+    }
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !tls && !loopback {
+        return Err(bad("http:// is allowed for a loopback host only"));
+    }
+    Ok(super::RemoteSource { tls, host, port })
+}
+
+#[cfg(test)]
+mod remote_tests {
+    use super::remote_source;
+
+    #[test]
+    fn remote_sources_parse() {
+        let r = remote_source("https://Images.Example.com").unwrap();
+        assert_eq!(
+            (r.tls, r.host.as_str(), r.port),
+            (true, "images.example.com", 443)
+        );
+        assert_eq!(r.origin(), "https://images.example.com");
+        let r = remote_source("http://127.0.0.1:8081/").unwrap();
+        assert_eq!(r.origin(), "http://127.0.0.1:8081");
+        assert_eq!(
+            remote_source("https://[::1]:444").unwrap().origin(),
+            "https://[::1]:444"
+        );
+        for bad in [
+            "images.example.com",
+            "ftp://x",
+            "http://images.example.com",
+            "https://",
+            "https://x/path",
+            "https://u@x",
+            "https://x?q",
+            "https://x:0",
+            "https://x:99999",
+        ] {
+            assert!(remote_source(bad).is_err(), "{bad}");
+        }
     }
 }

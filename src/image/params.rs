@@ -5,7 +5,7 @@
 //! Parameters: Cloudflare Images' option names, every one listed in [`PARAMS`]: implemented
 //! (`width`/`w`, `height`/`h`, `dpr`, `fit`, `gravity`, `format`, `quality`/`q`, `background`,
 //! `trim` and `trim.*`, `rotate`, `flip`, `brightness`, `contrast`, `gamma`, `saturation`,
-//! `blur`, `sharpen`, `border`, `compression`) or refused with a reason (400 before any origin
+//! `blur`, `sharpen`, `border`, `compression`, `onerror`) or refused with a reason (400 before any origin
 //! request), plus `preset=NAME`. Value syntax and ranges: `values.rs`.
 //!
 //! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
@@ -44,6 +44,9 @@ pub struct Preset {
     pub sharpen: Option<Option<f32>>,
     pub border: Option<Border>,
     pub fast: Option<bool>,
+    pub onerror_redirect: Option<bool>,
+    /// `format=json` (kept apart from `format`: a later `format=` in the URL replaces it).
+    pub json: Option<bool>,
 }
 
 impl Preset {
@@ -69,6 +72,8 @@ impl Preset {
             sharpen: other.sharpen.or(self.sharpen),
             border: other.border.or(self.border),
             fast: other.fast.or(self.fast),
+            onerror_redirect: other.onerror_redirect.or(self.onerror_redirect),
+            json: other.json.or(self.json),
         }
     }
 
@@ -115,6 +120,7 @@ pub(crate) enum Key {
     Sharpen,
     Border,
     Compression,
+    OnError,
     /// A Cloudflare option imgedge refuses (400 before any origin request), with the reason.
     Unsupported(&'static str),
 }
@@ -169,7 +175,7 @@ pub(crate) const PARAMS: &[(&str, Key)] = &[
     ("compression", Key::Compression),
     ("anim", Key::Unsupported(LATER)),
     ("metadata", Key::Unsupported(LATER)),
-    ("onerror", Key::Unsupported(LATER)),
+    ("onerror", Key::OnError),
     ("slow-connection-quality", Key::Unsupported(LATER)),
     (
         "origin-auth",
@@ -251,7 +257,11 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
                 ))
             })?)
         }
-        Key::Format => p.format = Some(parse_format(name, v)?),
+        Key::Format if v == "json" => p.json = Some(true),
+        Key::Format => {
+            p.format = Some(parse_format(name, v)?);
+            p.json = Some(false);
+        }
         Key::Quality => p.quality = Some(values::quality(v).map_err(err)?),
         Key::Background => p.background = Some(values::colour(v).map_err(err)?),
         Key::Trim => {
@@ -295,6 +305,10 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
             "fast" => p.fast = Some(true),
             _ => return Err(err(format!("{} is not fast", quoted(v)))),
         },
+        Key::OnError => match v {
+            "redirect" => p.onerror_redirect = Some(true),
+            _ => return Err(err(format!("{} is not redirect", quoted(v)))),
+        },
         Key::Unsupported(why) => return Err(err(why.to_string())),
         Key::Preset => return Err(err("a preset cannot name another preset".to_string())),
     }
@@ -306,14 +320,13 @@ fn parse_format(name: &str, v: &str) -> Result<FormatChoice, ParamError> {
         "auto" => Ok(FormatChoice::Auto),
         // Our JPEG is always baseline (see the URL API table: `jpeg` is not progressive).
         "baseline-jpeg" => Ok(FormatChoice::Fixed(OutputFormat::Jpeg)),
-        "json" => Err(ParamError::new(name, format!("\"json\" is {LATER}"))),
         _ => OutputFormat::parse(v)
             .map(FormatChoice::Fixed)
             .ok_or_else(|| {
                 ParamError::new(
                     name,
                     format!(
-                        "{} is not one of auto, avif, webp, jpeg, baseline-jpeg, png",
+                        "{} is not one of auto, avif, webp, jpeg, baseline-jpeg, png, json",
                         quoted(v)
                     ),
                 )
@@ -375,7 +388,12 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
             ));
         }
     }
-    let format = p.format.unwrap_or(FormatChoice::Source);
+    let json = p.json.unwrap_or(false);
+    // format=json makes no image: the source's format stands for the one it does not encode.
+    let format = match json {
+        true => FormatChoice::Source,
+        false => p.format.unwrap_or(FormatChoice::Source),
+    };
     if let FormatChoice::Fixed(f) = format {
         if !limits.allows(f) {
             let list: Vec<&str> = limits.allowed_formats.iter().map(|f| f.as_str()).collect();
@@ -427,6 +445,8 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
         },
         border,
         fast: p.fast.unwrap_or(false),
+        onerror_redirect: p.onerror_redirect.unwrap_or(false),
+        json,
     })
 }
 

@@ -173,6 +173,16 @@ pub fn prepare(
 }
 
 impl Prepared {
+    /// The output's size, the border included (what `format=json` reports).
+    pub fn output_size(&self) -> (u32, u32) {
+        self.output
+    }
+
+    /// The source's header.
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
     /// The most memory running this transform holds at once, estimated from the header (the
     /// source bytes included): what it reserves of `transform.max_memory_bytes`.
     pub fn peak_bytes(&self) -> u64 {

@@ -243,6 +243,12 @@ pub struct TransformSpec {
     pub border: Option<Border>,
     /// `compression=fast`: `format=auto` never picks AVIF (the slow encoder).
     pub fast: bool,
+    /// `onerror=redirect`: a source that cannot be transformed is answered with a redirect to
+    /// the original. Not in the cache key (a variant made is the same bytes either way).
+    pub onerror_redirect: bool,
+    /// `format=json`: the output's and the original's sizes as JSON instead of an image
+    /// (`image::info`); `format` is then `Source`.
+    pub json: bool,
 }
 
 impl Default for TransformSpec {
@@ -262,6 +268,8 @@ impl Default for TransformSpec {
             adjust: Adjust::default(),
             border: None,
             fast: false,
+            onerror_redirect: false,
+            json: false,
         }
     }
 }
@@ -318,11 +326,13 @@ impl TransformSpec {
             FormatChoice::Fixed(f) => Some(f),
             _ => None,
         });
-        if let Some(f) = fmt {
+        if self.json {
+            p.push(("f", "format", "json".to_string()));
+        } else if let Some(f) = fmt {
             p.push(("f", "format", f.as_str().to_string()));
         }
         if let Some(q) = self.quality {
-            if fmt != Some(OutputFormat::Png) {
+            if fmt != Some(OutputFormat::Png) && !self.json {
                 p.push(("q", "quality", q.to_string()));
             }
         }
@@ -388,6 +398,13 @@ impl TransformSpec {
                 c.push(',');
             }
             c.push_str("f=auto");
+        }
+        if self.onerror_redirect {
+            // Signed: whether a failure redirects to the original is the signer's choice.
+            if !c.is_empty() {
+                c.push(',');
+            }
+            c.push_str("onerror=redirect");
         }
         c
     }

@@ -98,7 +98,17 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
     let raw_path = form.as_ref().map_or(req.uri.path(), |f| f.source.as_str());
     let path = crate::cache::normalize_path(raw_path);
     let path = path.as_ref();
-    let Some((idx, route)) = state.router.find(&host, path) else {
+    let remote = match form.as_ref().and_then(|f| f.remote.as_ref()) {
+        Some(r) => Some(remote_source(state, r)?),
+        None => None,
+    };
+    // A remote SOURCE is routed by the request's own path (its cache, its limits).
+    let route_path = if remote.is_some() {
+        req.uri.path()
+    } else {
+        path
+    };
+    let Some((idx, route)) = state.router.find(&host, route_path) else {
         let msg = format!("no route for host {host:?} and path {path:?}");
         return Err(Refusal::new(404, msg));
     };
@@ -115,10 +125,16 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
             return Err(Refusal::new(400, msg));
         }
     };
+    // A remote SOURCE's signature covers its origin too (`https://host/path`).
+    let signed_path = match &remote {
+        Some(r) => format!("{}{path}", r.origin()),
+        None => path.to_string(),
+    };
     if let Some(p) = &planned {
-        if let Err(e) = state
-            .transformer
-            .verify_signature(&host, path, full_query.as_deref(), p)
+        if let Err(e) =
+            state
+                .transformer
+                .verify_signature(&host, &signed_path, full_query.as_deref(), p)
         {
             // Logged without the client address (as it always was).
             log::info!("refused {}: {e}", req.uri);
@@ -134,6 +150,11 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
             400,
             "invalid transform: no option".to_string(),
         ));
+    }
+    if let Some(r) = remote {
+        let query = query.map(str::to_string);
+        admit_remote(ctx, r, path, query.as_deref(), planned, host);
+        return Ok(());
     }
     ctx.transform.via_source = planned.is_some()
         && req.method == http::Method::GET
@@ -168,10 +189,64 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
     if planned.is_some() {
         ctx.transform.source_key = format!("{host}\n{path}\n{}", query.unwrap_or(""));
     }
+    if planned.as_ref().is_some_and(|p| p.spec.onerror_redirect) {
+        ctx.transform.redirect = super::transform::onerror::location(path, query);
+    }
     ctx.transform.planned = planned;
     ctx.request.path = path.to_string();
     ctx.request.host = host;
     Ok(())
+}
+
+/// A SOURCE URL's host must be listed in `transform.remote_sources` (403 otherwise, before any
+/// connection or name lookup).
+fn remote_source(
+    state: &State,
+    (tls, host, port): &(bool, String, u16),
+) -> Result<crate::config::RemoteSource, Refusal> {
+    let listed = state
+        .remote_sources
+        .iter()
+        .find(|r| r.tls == *tls && &r.host == host && r.port == *port);
+    match listed {
+        Some(r) => Ok(r.clone()),
+        None => {
+            let scheme = if *tls { "https" } else { "http" };
+            let msg = format!(
+                "forbidden: remote SOURCE {scheme}://{host}:{port} is not in transform.remote_sources"
+            );
+            let mut r = Refusal::new(403, msg);
+            r.log = Some("remote SOURCE not listed".to_string());
+            Err(r)
+        }
+    }
+}
+
+/// A listed remote SOURCE: asked of that host alone for exactly its path and the forwarded
+/// query; keyed (cache, failures) by its origin and path.
+fn admit_remote(
+    ctx: &mut Ctx,
+    remote: crate::config::RemoteSource,
+    path: &str,
+    query: Option<&str>,
+    planned: Option<Box<super::transform::Planned>>,
+    host: String,
+) {
+    let mut uri = path.to_string();
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    ctx.request.upstream_uri = Some(uri);
+    let keyed = format!("{}{path}", remote.origin());
+    if planned.is_some() {
+        ctx.transform.source_key = format!("{host}\n{keyed}\n{}", query.unwrap_or(""));
+    }
+    // onerror=redirect has no effect on another host's image (as Cloudflare's).
+    ctx.transform.remote = Some(remote);
+    ctx.transform.planned = planned;
+    ctx.request.path = keyed;
+    ctx.request.host = host;
 }
 
 /// Query parameters that look like transform parameters but are not (`widht=400`): a

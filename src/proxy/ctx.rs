@@ -149,6 +149,10 @@ pub struct TransformCtx {
     pub refusal: Option<Bytes>,
     /// Why the transform of this response failed (the error answer's body).
     pub failure: Option<String>,
+    /// `onerror=redirect`: the original's URL, answered with a 302 instead of a transform error.
+    pub redirect: Option<String>,
+    /// A path-form SOURCE URL on a host of `transform.remote_sources`: fetched from it alone.
+    pub remote: Option<crate::config::RemoteSource>,
 }
 
 impl TransformCtx {

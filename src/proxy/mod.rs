@@ -14,7 +14,8 @@
 //! proxy_upstream_filter . limits on misses 429                         (admit)   │
 //!                         a source that just failed: its error; a pool slot      │
 //!                         for the transform, 503 when full (transform::response) │
-//! upstream_peer ......... healthy peer, not failed, circuit not open   (origin)  │
+//! upstream_peer ......... healthy peer, not failed, circuit not open;  (origin)  │
+//!                         a listed remote SOURCE's own host            (origin)  │
 //! fail_to_connect ....... report to the breaker; retry on another peer (origin)  │
 //! connected_to_upstream . arm the first-byte / total deadlines         (origin)  │
 //! error_while_proxy ..... timeout, reset, garbage: report; retry while           │
@@ -115,6 +116,9 @@ impl ProxyHttp for ImgEdge {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if let Some(remote) = ctx.transform.remote.clone() {
+            return origin::remote_peer(&remote, ctx).await;
+        }
         origin::choose_peer(self.state, session, ctx)
     }
 

@@ -3,6 +3,7 @@
 
 use super::ctx::Ctx;
 use super::state::State;
+use crate::config::RemoteSource;
 use crate::metrics::METRICS;
 use crate::upstream::breaker::{Evidence, Ticket};
 use crate::upstream::deadline::Deadlines;
@@ -93,8 +94,29 @@ fn source_peer(state: &State, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
 pub fn origin_pool<'a>(state: &'a State, ctx: &Ctx) -> Option<&'a Pool> {
     state
         .pool(ctx.request.route)
-        .filter(|_| !ctx.transform.via_source)
+        .filter(|_| !ctx.transform.via_source && ctx.transform.remote.is_none())
 }
+
+/// The peer of a listed remote SOURCE: its host resolved here, TLS with SNI (and certificate
+/// checks) for `https`. Only the listed host is ever asked; a redirect it answers goes back to
+/// the client untouched (Pingora follows none), so no other address is reached through it.
+pub async fn remote_peer(remote: &RemoteSource, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    let lookup = tokio::net::lookup_host((remote.host.as_str(), remote.port)).await;
+    let addr = lookup.ok().and_then(|mut a| a.next()).ok_or_else(|| {
+        let why = format!("remote SOURCE host {} does not resolve", remote.host);
+        Error::explain(ErrorType::ConnectNoRoute, why)
+    })?;
+    let mut peer = HttpPeer::new(addr, remote.tls, remote.host.clone());
+    peer.options.connection_timeout = Some(REMOTE_CONNECT_TIMEOUT);
+    ctx.origin.begin_attempt();
+    ctx.origin.attempts += 1;
+    ctx.origin.peer = Some(remote.origin());
+    ctx.timing.upstream_start = Some(Instant::now());
+    Ok(Box::new(peer))
+}
+
+/// Connect budget of a remote SOURCE host (it has no pool settings of its own).
+const REMOTE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The peer label of the source cache in logs.
 pub const SOURCE_PEER: &str = "source-cache";
@@ -244,7 +266,14 @@ pub fn prepare_request(
     let host = Some(ctx.request.host.as_str()).filter(|h| !h.is_empty());
     // The source cache routes the original by the client's host, as a plain request would.
     let pool = origin_pool(state, ctx);
-    match pool.and_then(Pool::host_override) {
+    // A remote SOURCE's host is told its own name.
+    let remote_host = ctx.transform.remote.as_ref().map(|r| {
+        let origin = r.origin();
+        origin
+            .split_once("://")
+            .map_or(String::new(), |(_, a)| a.to_string())
+    });
+    match remote_host.or_else(|| pool.and_then(Pool::host_override).map(str::to_string)) {
         Some(o) => upstream_request.insert_header(http::header::HOST, o)?,
         None => {
             if let Some(h) = host {

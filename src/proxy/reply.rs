@@ -125,6 +125,7 @@ pub async fn error_answer(state: &State, session: &mut Session, e: &Error, ctx: 
     ctx.origin.deadlines = None;
     let fault = ctx.origin.fault.take();
     let failure = ctx.transform.failure.take();
+    let transform_failed = failure.is_some();
     let code = match &fault {
         Some((status, _)) if failure.is_none() => *status,
         _ => error_status(e, ctx.origin.peer.is_some()),
@@ -151,8 +152,22 @@ pub async fn error_answer(state: &State, session: &mut Session, e: &Error, ctx: 
             _ => format!("internal error ({})", e.etype().as_str()),
         },
     };
-    let body = Bytes::from(format!("{reason}\n"));
-    let mut resp = pingora_core::protocols::http::ServerSession::generate_error(code);
+    let redirect = ctx
+        .transform
+        .redirect
+        .as_deref()
+        .filter(|_| transform_failed);
+    let (mut resp, body) = match redirect {
+        // onerror=redirect: the original instead of the transform's error.
+        Some(to) => match super::transform::onerror::response(to, &reason) {
+            Ok(r) => r,
+            Err(_) => return 0,
+        },
+        None => (
+            pingora_core::protocols::http::ServerSession::generate_error(code),
+            Bytes::from(format!("{reason}\n")),
+        ),
+    };
     let prepared = resp
         .set_content_length(body.len())
         .and_then(|_| match &ctx.request.cors {
@@ -166,7 +181,10 @@ pub async fn error_answer(state: &State, session: &mut Session, e: &Error, ctx: 
     if let Err(we) = sent {
         log::debug!("cannot send error response: {we}");
     }
-    code
+    match redirect {
+        Some(_) => 302,
+        None => code,
+    }
 }
 
 /// The headers every response to a client gets (hits through Pingora and sendfile hits

@@ -34,6 +34,8 @@ pub struct State {
     /// The proxy's own private Unix socket: transform misses fetch their original through it,
     /// so the original is looked up, fetched, revalidated and stored like a plain request.
     pub source_socket: Option<std::path::PathBuf>,
+    /// `transform.remote_sources`: the hosts a path-form SOURCE URL may name.
+    pub remote_sources: Vec<crate::config::RemoteSource>,
 }
 
 impl State {

@@ -276,6 +276,7 @@ pub fn build(config: Config, daemon: bool, upgrade: bool) -> Result<Server, Star
         trusted_proxies: config.limits.trusted_proxies.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
         source_socket: source_socket(&config),
+        remote_sources: config.transform.remote_sources.clone(),
     }));
 
     let mut app = pingora_proxy::http_proxy(&server.configuration, ImgEdge { state });

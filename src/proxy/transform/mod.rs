@@ -6,6 +6,7 @@
 //! (`image::pipeline`), which knows nothing of the proxy. `response` makes a variant from an
 //! origin response on a miss.
 
+pub mod onerror;
 pub mod path_form;
 pub mod response;
 mod sign;
@@ -380,6 +381,18 @@ impl Transformer {
         Ok(output)
     }
 
+    /// `format=json`: the document `image::info` makes from the header (the pool slot is
+    /// given back at once: nothing is decoded).
+    pub fn describe(
+        &self,
+        permit: Permit,
+        source: &[u8],
+        spec: &TransformSpec,
+    ) -> Result<Vec<u8>, Failure> {
+        drop(permit);
+        Ok(crate::image::info::describe(source, spec, &self.limits)?)
+    }
+
     fn run_blocking(
         &self,
         permit: Permit,
@@ -515,6 +528,7 @@ mod tests {
             timeout: defaults::TRANSFORM_TIMEOUT,
             signing: None,
             unknown_params: crate::config::UnknownParams::Warn,
+            remote_sources: Vec::new(),
         })
     }
 

@@ -11,7 +11,11 @@ pub const PREFIX: &str = "/cdn-cgi/image/";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathForm {
     pub options_query: String,
+    /// SOURCE's path (for a SOURCE URL, the path on its host).
     pub source: String,
+    /// A SOURCE URL's scheme (`true`: https), host and port, to be checked against
+    /// `transform.remote_sources` before anything else.
+    pub remote: Option<(bool, String, u16)>,
 }
 
 impl PathForm {
@@ -26,9 +30,30 @@ impl PathForm {
     }
 }
 
+/// A SOURCE URL (`https://host[:port]/path`, also with one slash after the scheme, as some
+/// clients normalise `//`): scheme, lower-cased host, port, path. `None`: not one imgedge reads.
+fn remote_url(source: &str) -> Option<(bool, String, u16, String)> {
+    let (tls, rest) = if let Some(r) = source.strip_prefix("https:") {
+        (true, r)
+    } else {
+        (false, source.strip_prefix("http:")?)
+    };
+    let rest = rest.strip_prefix("//").or_else(|| rest.strip_prefix('/'))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return None;
+    }
+    let auth: http::uri::Authority = authority.parse().ok()?;
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let path = if path.is_empty() { "/" } else { path };
+    Some((tls, host.to_ascii_lowercase(), port, path.to_string()))
+}
+
 /// Splits a request path: `Ok(None)` for any path outside the path form; `Err((status,
-/// reason))` for a malformed one, and (403) for a SOURCE that is an absolute URL, refused
-/// before any connection: imgedge fetches from its configured upstreams only.
+/// reason))` for a malformed one, and (403) for a SOURCE that is an absolute URL imgedge does
+/// not read (another scheme, user info): refused before any connection. A SOURCE URL is
+/// returned with its host in `remote`, for the caller to check against the allow-list.
 pub fn split(path: &str) -> Result<Option<PathForm>, (u16, String)> {
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return Ok(None);
@@ -39,15 +64,22 @@ pub fn split(path: &str) -> Result<Option<PathForm>, (u16, String)> {
     };
     let first = source.split('/').next().unwrap_or("");
     let first = percent_encoding::percent_decode_str(first).decode_utf8_lossy();
+    let mut remote = None;
+    let mut source_path = format!("/{source}");
     if first.ends_with(':') || first.contains("://") {
-        let msg =
-            "forbidden: a remote SOURCE URL is not supported by imgedge (only paths on this host)";
-        return Err((403, msg.to_string()));
+        let decoded = percent_encoding::percent_decode_str(source).decode_utf8_lossy();
+        let Some((tls, host, port, p)) = remote_url(&decoded) else {
+            let msg = "forbidden: this remote SOURCE URL is not one imgedge fetches (http or https, no user info)";
+            return Err((403, msg.to_string()));
+        };
+        remote = Some((tls, host, port));
+        source_path = p;
     }
     match path_options_to_query(options) {
         Ok(q) => Ok(Some(PathForm {
             options_query: q,
-            source: format!("/{source}"),
+            source: source_path,
+            remote,
         })),
         Err(e) => bad(e.to_string()),
     }
@@ -69,18 +101,22 @@ mod tests {
             p.full_query(Some("v=1")),
             "width=200&background=rgb(1,2,3)&v=1"
         );
-        assert_eq!(
-            split("/cdn-cgi/image/width=1/https://x/a.jpg")
-                .unwrap_err()
-                .0,
-            403
-        );
-        assert_eq!(
-            split("/cdn-cgi/image/width=1/https:/x/a.jpg")
-                .unwrap_err()
-                .0,
-            403
-        );
+        let p = split("/cdn-cgi/image/width=1/https://X.example:8443/a/b.jpg")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.remote, Some((true, "x.example".to_string(), 8443)));
+        assert_eq!(p.source, "/a/b.jpg");
+        let p = split("/cdn-cgi/image/width=1/http:/x/a.jpg")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.remote, Some((false, "x".to_string(), 80)));
+        for refused in [
+            "/cdn-cgi/image/width=1/ftp://x/a.jpg",
+            "/cdn-cgi/image/width=1/https://u@x/a.jpg",
+            "/cdn-cgi/image/width=1/javascript:x",
+        ] {
+            assert_eq!(split(refused).unwrap_err().0, 403, "{refused}");
+        }
         assert_eq!(split("/cdn-cgi/image/width=1").unwrap_err().0, 400);
         assert_eq!(split("/cdn-cgi/image/colour=1/a.jpg").unwrap_err().0, 400);
         assert_eq!(split("/cdn-cgi/image//a.jpg").unwrap_err().0, 400);

@@ -2,11 +2,11 @@
 //! header turned into the variant's (or a 422 refusal), the source body buffered and
 //! transformed on the pool at its end. What this leaves in the body is what is cached.
 
-use super::{FailureKeys, Planned, Verdict};
+use super::{onerror, FailureKeys, Planned, Verdict};
 use crate::image::format::OutputFormat;
 use crate::metrics::METRICS;
 use crate::proxy::ctx::{Buffering, Ctx};
-use crate::proxy::reply::{respond_busy, respond_text};
+use crate::proxy::reply::{respond_busy, respond_text, respond_with};
 use crate::proxy::state::State;
 use bytes::Bytes;
 use pingora::prelude::*;
@@ -25,9 +25,13 @@ pub async fn reserve(state: &State, session: &mut Session, ctx: &mut Ctx) -> Res
     }
     let t = &state.transformer;
     let cors = ctx.request.cors.as_deref();
+    let redirect = ctx.transform.redirect.as_deref();
     if let Some((status, reason)) = t.recent_failure_of(&keys) {
         refused("remembered");
-        respond_text(session, cors, status, &reason).await?;
+        match redirect {
+            Some(to) => redirect_now(session, cors, to, &reason).await?,
+            None => respond_text(session, cors, status, &reason).await?,
+        }
         return Ok(false);
     }
     match t.reserve() {
@@ -37,10 +41,24 @@ pub async fn reserve(state: &State, session: &mut Session, ctx: &mut Ctx) -> Res
         }
         None => {
             refused("queue_full");
-            respond_busy(session, cors).await?;
+            match redirect {
+                Some(to) => redirect_now(session, cors, to, "the transform queue is full").await?,
+                None => respond_busy(session, cors).await?,
+            }
             Ok(false)
         }
     }
+}
+
+/// `onerror=redirect`: the 302 to the original, as the whole answer.
+async fn redirect_now(
+    session: &mut Session,
+    cors: Option<&str>,
+    to: &str,
+    why: &str,
+) -> Result<()> {
+    let headers = onerror::headers(to);
+    respond_with(session, cors, 302, &onerror::message(to, why), &headers).await
 }
 
 /// Where this request's failures are remembered (`None`: no transform).
@@ -113,15 +131,25 @@ pub fn on_header(
             state
                 .transformer
                 .remember_failure(&keys.source, 422, &reason);
-            let body = Bytes::from(format!("{reason}\n"));
-            *resp = ResponseHeader::build(422, Some(4))?;
-            resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-            resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+            let (header, body) = match ctx.transform.redirect.as_deref() {
+                Some(to) => onerror::response(to, &reason)?,
+                None => refusal(&reason)?,
+            };
+            *resp = header;
             ctx.transform.refusal = Some(body);
         }
     }
     Ok(())
+}
+
+/// The 422 answered for a source refused from its header.
+fn refusal(reason: &str) -> Result<(ResponseHeader, Bytes)> {
+    let body = Bytes::from(format!("{reason}\n"));
+    let mut resp = ResponseHeader::build(422, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    Ok((resp, body))
 }
 
 /// A chunk of the origin's body: replaced by the refusal, or buffered until the end (or the
@@ -166,11 +194,18 @@ fn run(state: &State, session: &Session, b: Buffering, ctx: &mut Ctx) -> Result<
     };
     let source_len = b.source.len();
     let started = Instant::now();
-    let format = b.out.as_str();
-    match state
-        .transformer
-        .run(permit, b.source, spec, b.out, b.declared)
-    {
+    let (format, result) = match spec.json {
+        // format=json: the header alone, on this thread (nothing is decoded).
+        true => ("json", state.transformer.describe(permit, &b.source, spec)),
+        false => (
+            b.out.as_str(),
+            state
+                .transformer
+                .run(permit, b.source, spec, b.out, b.declared)
+                .map(|o| o.bytes),
+        ),
+    };
+    match result {
         Ok(out) => {
             let m = &*METRICS;
             let took = started.elapsed();
@@ -186,8 +221,8 @@ fn run(state: &State, session: &Session, b: Buffering, ctx: &mut Ctx) -> Result<
             m.transform_source_bytes.inc_by(source_len as u64);
             m.transform_output_bytes
                 .with_label_values(&[format])
-                .inc_by(out.bytes.len() as u64);
-            Ok(Bytes::from(out.bytes))
+                .inc_by(out.len() as u64);
+            Ok(Bytes::from(out))
         }
         Err(failure) => {
             // The status line may be gone: abort so nothing is cached and the client sees a
@@ -217,7 +252,11 @@ fn set_transformed_headers(
     out: OutputFormat,
     planned: &Planned,
 ) -> Result<()> {
-    resp.insert_header(http::header::CONTENT_TYPE, out.content_type())?;
+    let content_type = match planned.spec.json {
+        true => "application/json",
+        false => out.content_type(),
+    };
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     let text = |h| resp.headers.get(h).and_then(|v| v.to_str().ok());
     let origin_etag = text(http::header::ETAG).map(str::to_string);
     let source = origin_etag
