@@ -154,10 +154,16 @@ fn astro_cloudflare_image_service() {
     }
     assert_eq!(origin.hits("/_astro/seeding.DdVb3x1q.jpg"), 1);
 
-    // A broken source: a redirect to the original, which is then served as it is.
-    let r =
-        get(&edge
-            .url("/cdn-cgi/image/onerror=redirect,width=320,format=webp/_astro/broken.B2kx9a.jpg"));
+    // A broken source: a redirect to the original, which is then served as it is. The first
+    // answer may be aborted instead when its status line left before the truncation showed
+    // (docs/transforms.md); the repeat is a 302, remembered.
+    let broken = edge.url(
+        "/cdn-cgi/image/onerror=redirect,width=320,format=webp/_astro/broken.B2kx9a.jpg",
+    );
+    if let Ok(first) = try_get_with(&broken, &[]) {
+        assert_eq!(first.status, 302, "{}", first.text());
+    }
+    let r = get(&broken);
     assert_eq!(r.status, 302, "{}", r.text());
     let location = r.header("location").unwrap_or("").to_string();
     assert!(
