@@ -137,7 +137,7 @@ fn errors() {
     assert_eq!(err("w=99999999999"), r#"w: "99999999999" is too large"#);
     assert_eq!(
         err("format=tiff"),
-        r#"format: "tiff" is not one of auto, avif, webp, jpeg, baseline-jpeg, png"#
+        r#"format: "tiff" is not one of auto, avif, webp, jpeg, baseline-jpeg, png, json"#
     );
     assert_eq!(err("width=5000"), "width: 5000 is above the maximum 4096");
     assert_eq!(

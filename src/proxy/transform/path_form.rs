@@ -66,7 +66,7 @@ pub fn split(path: &str) -> Result<Option<PathForm>, (u16, String)> {
     let first = percent_encoding::percent_decode_str(first).decode_utf8_lossy();
     let mut remote = None;
     let mut source_path = format!("/{source}");
-    if first.ends_with(':') || first.contains("://") {
+    if first.ends_with(':') || first.contains("://") || has_scheme(&first) {
         let decoded = percent_encoding::percent_decode_str(source).decode_utf8_lossy();
         let Some((tls, host, port, p)) = remote_url(&decoded) else {
             let msg = "forbidden: this remote SOURCE URL is not one imgedge fetches (http or https, no user info)";
@@ -83,6 +83,17 @@ pub fn split(path: &str) -> Result<Option<PathForm>, (u16, String)> {
         })),
         Err(e) => bad(e.to_string()),
     }
+}
+
+/// Whether `segment` starts with a URL scheme (`javascript:x`, `data:...`): never a path
+/// imgedge routes.
+fn has_scheme(segment: &str) -> bool {
+    let Some((scheme, _)) = segment.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 #[cfg(test)]
