@@ -64,9 +64,6 @@ fn unsupported_options_and_bad_values_are_400_before_the_origin() {
         "metadata=keep",
         "onerror=redirect",
         "format=json",
-        "width=auto",
-        "trim=border",
-        "trim.border.color=%23fff",
         "slow-connection-quality=50",
         "origin-auth=share-publicly",
     ] {
