@@ -150,7 +150,7 @@ mod tests {
             ]
         );
         let (w, u) = device_width(&hints(&[("viewport-width", "390"), ("dpr", "3")]));
-        assert_eq!(w, 1536);
+        assert_eq!(w, 1280); // 390 x 3 = 1170
         assert_eq!(names(u).len(), 6);
         let (w, u) = device_width(&ClientHints::default());
         assert_eq!(
