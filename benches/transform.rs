@@ -48,33 +48,51 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Each pixel operation of the URL API (issue 19) on its own, on the 640x360 test fixture's
-/// decoded RGB pixels (the size of a typical output). `trim`, `flip` and `rotate` are geometry:
-/// `flip`/`rotate` cost one orientation pass (`orient_rotate90`), `trim` nothing of its own.
+/// Each pixel operation of the URL API (issue 19) on its own, on a 1000x563 RGB image (the
+/// 4K corpus JPEG resized with the pipeline's own Lanczos3; without the corpus, the 640x360
+/// test fixture enlarged). `trim` by pixel counts is geometry (a crop rectangle, no pass of
+/// its own); `trim=border` is `trim_border::content` on the image framed by 40 white pixels;
+/// `flip` and `rotate` cost one orientation pass each (EXIF 2 and 6).
 fn ops(c: &mut Criterion) {
     use imgedge::image::ops::{
-        blur, border, brightness, contrast, gamma, orient, saturation, sharpen,
+        blur, border, brightness, contrast, gamma, orient, resize, saliency, saturation, sharpen,
+        trim_border, Rect,
     };
     use imgedge::image::pixels::Pixels;
-    use imgedge::image::spec::Border;
-    let path = format!(
+    use imgedge::image::spec::{Border, TrimBorder};
+    let corpus = format!(
+        "{}/../shared/corpus/seeding_4k_3840x2160.jpg",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fixture = format!(
         "{}/tests/fixtures/seeding_640x360.jpg",
         env!("CARGO_MANIFEST_DIR")
     );
-    let Ok(bytes) = std::fs::read(&path) else {
-        eprintln!("skipping ops bench: {path} missing");
+    let Ok(bytes) = std::fs::read(&corpus).or_else(|_| std::fs::read(&fixture)) else {
+        eprintln!("skipping ops bench: {fixture} missing");
         return;
     };
     let rgb = image::load_from_memory(&bytes)
-        .expect("fixture decodes")
+        .expect("image decodes")
         .to_rgb8();
-    let px = Pixels {
+    let src = Pixels {
         width: rgb.width(),
         height: rgb.height(),
         channels: 3,
         data: rgb.into_raw(),
     };
-    let mut g = c.benchmark_group("ops_640x360");
+    let whole = |p: &Pixels| Rect {
+        x: 0.0,
+        y: 0.0,
+        w: p.width as f64,
+        h: p.height as f64,
+    };
+    let px = resize::resize_from(&src, whole(&src), 1000, 563).expect("resize");
+    let mut g = c.benchmark_group("ops_1000x563");
+    g.sample_size(20);
+    g.bench_function("resize_to_400", |b| {
+        b.iter(|| black_box(resize::resize_from(&px, whole(&px), 400, 225).expect("resize")))
+    });
     let mut lut = |name: &str, f: fn(&mut Pixels, f32), v: f32| {
         g.bench_function(name, |b| {
             b.iter_batched_ref(|| px.clone(), |p| f(p, v), criterion::BatchSize::LargeInput)
@@ -100,22 +118,37 @@ fn ops(c: &mut Criterion) {
             criterion::BatchSize::LargeInput,
         )
     });
-    let frame = Border {
-        colour: [255, 0, 0],
-        top: 10,
-        right: 10,
-        bottom: 10,
-        left: 10,
+    let frame = |colour, w| Border {
+        colour,
+        top: w,
+        right: w,
+        bottom: w,
+        left: w,
     };
     g.bench_function("border_10", |b| {
-        b.iter(|| black_box(border::border(&px, &frame)))
+        b.iter(|| black_box(border::border(&px, &frame([255, 0, 0], 10))))
     });
-    g.bench_function("orient_rotate90", |b| {
-        b.iter_batched(
-            || px.clone(),
-            |p| orient::apply_orientation(p, 6),
-            criterion::BatchSize::LargeInput,
-        )
+    for (name, o) in [("flip_h", 2), ("rotate_90", 6)] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || px.clone(),
+                |p| orient::apply_orientation(p, o),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    let framed = border::border(&px, &frame([255, 255, 255], 40));
+    g.bench_function("trim_border", |b| {
+        b.iter(|| {
+            black_box(trim_border::content(
+                &framed,
+                whole(&framed),
+                &TrimBorder::default(),
+            ))
+        })
+    });
+    g.bench_function("saliency_563x563", |b| {
+        b.iter(|| black_box(saliency::best_window(&px, whole(&px), 563.0, 563.0)))
     });
     g.finish();
 }

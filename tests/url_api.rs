@@ -62,9 +62,6 @@ fn unsupported_options_and_bad_values_are_400_before_the_origin() {
         "zoom=0.5",
         "anim=false",
         "metadata=keep",
-        "width=auto",
-        "trim=border",
-        "trim.border.color=%23fff",
         "slow-connection-quality=50",
         "origin-auth=share-publicly",
     ] {

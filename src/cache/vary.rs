@@ -30,6 +30,11 @@ pub fn fields(resp: &HeaderMap) -> Vec<String> {
     names
 }
 
+/// Whether a `Vary` value lists `name` (case-insensitive, as a whole member).
+pub fn lists(vary: &str, name: &str) -> bool {
+    vary.split(',').any(|n| n.trim().eq_ignore_ascii_case(name))
+}
+
 /// The variance of a request against a stored response's `Vary` (`None`: no variance). `skip`
 /// names fields already in the primary key (the negotiated format makes `Accept` one).
 pub fn variance(resp: &HeaderMap, req: &RequestHeader, skip: &[&str]) -> Option<HashBinary> {

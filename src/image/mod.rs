@@ -3,7 +3,8 @@
 //!
 //! - `params` parses a URL query or a preset into a `spec::TransformSpec` (checked against
 //!   `spec::Limits`); `spec` also writes its canonical forms (cache key, signature, shield).
-//! - `format`: source and output formats, `Accept` negotiation, `Content-Type` mapping.
+//! - `format`: source and output formats, `Accept` negotiation, `Content-Type` mapping;
+//!   `hints`: the width `width=auto` takes from client hints.
 //! - `info`: `format=json`, the output's and the original's sizes from the header alone.
 //! - `pipeline::transform` runs one transform: probe, decode, the `ops`, encode; `cost`
 //!   estimates from the header what one holds in memory.
@@ -17,6 +18,7 @@ pub mod cost;
 pub mod decoded;
 pub mod error;
 pub mod format;
+pub mod hints;
 pub mod info;
 pub mod lookalike;
 pub mod ops;

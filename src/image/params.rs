@@ -17,15 +17,19 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::image::error::ParamError;
 use crate::image::format::{FormatChoice, OutputFormat};
+use crate::image::hints::{self, ClientHints};
 use crate::image::spec::{
-    apply_dpr, Adjust, Border, Fit, Flip, Gravity, Limits, TransformSpec, Trim,
+    apply_dpr, Adjust, Border, Fit, Flip, Gravity, Limits, TransformSpec, Trim, TrimBorder,
 };
+pub use crate::image::values::percent_decode;
 use crate::image::values::{self, quoted};
 
 /// A preset: a partial set of parameters (each `None` = not set by the preset).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Preset {
     pub width: Option<u32>,
+    /// `width=auto`: `Some(true)`; a number after it: `Some(false)`.
+    pub width_auto: Option<bool>,
     pub height: Option<u32>,
     pub dpr: Option<f32>,
     pub fit: Option<Fit>,
@@ -34,6 +38,7 @@ pub struct Preset {
     pub quality: Option<u8>,
     pub background: Option<[u8; 3]>,
     pub trim: Option<Trim>,
+    pub trim_border: Option<TrimBorder>,
     pub rotate: Option<u16>,
     pub flip: Option<Flip>,
     pub brightness: Option<Option<f32>>,
@@ -54,6 +59,7 @@ impl Preset {
     fn overlay(&self, other: &Preset) -> Preset {
         Preset {
             width: other.width.or(self.width),
+            width_auto: other.width_auto.or(self.width_auto),
             height: other.height.or(self.height),
             dpr: other.dpr.or(self.dpr),
             fit: other.fit.or(self.fit),
@@ -62,6 +68,7 @@ impl Preset {
             quality: other.quality.or(self.quality),
             background: other.background.or(self.background),
             trim: other.trim.or(self.trim),
+            trim_border: other.trim_border.or(self.trim_border),
             rotate: other.rotate.or(self.rotate),
             flip: other.flip.or(self.flip),
             brightness: other.brightness.or(self.brightness),
@@ -79,7 +86,7 @@ impl Preset {
 
     /// Checks the preset against the limits (for config validation).
     pub fn validate(&self, limits: &Limits) -> Result<TransformSpec, ParamError> {
-        finalize(self, limits)
+        finalize(self, limits, &ClientHints::default())
     }
 }
 
@@ -110,6 +117,8 @@ pub(crate) enum Key {
     Preset,
     Trim,
     TrimSide(Side),
+    /// `trim.border.color`, `.tolerance`, `.keep`.
+    TrimBorder(Side),
     Rotate,
     Flip,
     Brightness,
@@ -133,6 +142,9 @@ pub(crate) enum Side {
     Left,
     Width,
     Height,
+    Colour,
+    Tolerance,
+    Keep,
 }
 
 const LATER: &str = "not supported by imgedge (yet)";
@@ -186,10 +198,9 @@ pub(crate) const PARAMS: &[(&str, Key)] = &[
         Key::Unsupported("not supported by imgedge (it needs a segmentation model)"),
     ),
     ("zoom", Key::Unsupported(NO_FACES)),
-    ("trim.border", Key::Unsupported(LATER)),
-    ("trim.border.color", Key::Unsupported(LATER)),
-    ("trim.border.tolerance", Key::Unsupported(LATER)),
-    ("trim.border.keep", Key::Unsupported(LATER)),
+    ("trim.border.color", Key::TrimBorder(Side::Colour)),
+    ("trim.border.tolerance", Key::TrimBorder(Side::Tolerance)),
+    ("trim.border.keep", Key::TrimBorder(Side::Keep)),
 ];
 
 /// Every name of [`PARAMS`].
@@ -213,9 +224,6 @@ fn key_kind(k: &str) -> Option<Key> {
 
 fn parse_positive(name: &str, v: &str) -> Result<u32, ParamError> {
     let bad = || ParamError::new(name, format!("{} is not a positive integer", quoted(v)));
-    if v == "auto" {
-        return Err(ParamError::new(name, format!("\"auto\" is {LATER}")));
-    }
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -235,7 +243,8 @@ const MAX_BLUR: f32 = 250.0;
 fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError> {
     let err = |problem: String| ParamError::new(name, problem);
     match key {
-        Key::Width => p.width = Some(parse_positive(name, v)?),
+        Key::Width if v == "auto" => (p.width, p.width_auto) = (None, Some(true)),
+        Key::Width => (p.width, p.width_auto) = (Some(parse_positive(name, v)?), Some(false)),
         Key::Height => p.height = Some(parse_positive(name, v)?),
         Key::Dpr => p.dpr = Some(values::number(v, 1.0, 4.0).map_err(err)?),
         Key::Fit => {
@@ -264,11 +273,17 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
         }
         Key::Quality => p.quality = Some(values::quality(v).map_err(err)?),
         Key::Background => p.background = Some(values::colour(v).map_err(err)?),
-        Key::Trim => {
-            if v == "border" {
-                return Err(err(format!("\"border\" (automatic trim) is {LATER}")));
+        Key::Trim if v == "border" => {
+            p.trim_border.get_or_insert_with(TrimBorder::default);
+        }
+        Key::Trim => p.trim = Some(values::trim(v, MAX_SIDE).map_err(err)?),
+        Key::TrimBorder(part) => {
+            let t = p.trim_border.get_or_insert_with(TrimBorder::default);
+            match part {
+                Side::Colour => t.colour = Some(values::colour(v).map_err(err)?),
+                Side::Tolerance => t.tolerance = Some(values::tolerance(v).map_err(err)?),
+                _ => t.keep = values::pixels(v, MAX_SIDE).map_err(err)?,
             }
-            p.trim = Some(values::trim(v, MAX_SIDE).map_err(err)?)
         }
         Key::TrimSide(side) => {
             let n = values::pixels(v, MAX_SIDE).map_err(err)?;
@@ -279,7 +294,7 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
                 Side::Bottom => t.bottom = n,
                 Side::Left => t.left = n,
                 Side::Width => t.width = Some(n.max(1)),
-                Side::Height => t.height = Some(n.max(1)),
+                _ => t.height = Some(n.max(1)),
             }
         }
         Key::Rotate => p.rotate = Some(values::rotate(v).map_err(err)?),
@@ -353,9 +368,16 @@ pub fn parse_preset(map: &BTreeMap<String, String>) -> Result<Preset, ParamError
     Ok(p)
 }
 
-/// Applies the limits and defaults.
-fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
+/// Applies the limits and defaults; `width=auto` takes its width from `hints`.
+fn finalize(p: &Preset, limits: &Limits, hints: &ClientHints) -> Result<TransformSpec, ParamError> {
     let dpr = p.dpr.unwrap_or(1.0);
+    let mut p = p.clone();
+    let auto_width = (p.width_auto == Some(true)).then(|| {
+        let (w, used) = hints::css_width(hints, limits.max_width, dpr);
+        p.width = Some(w);
+        used
+    });
+    let p = &p;
     let check = |name: &str, v: Option<u32>, max: u32| -> Result<(), ParamError> {
         if let Some(v) = v {
             if v > max {
@@ -407,6 +429,13 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
             ));
         }
     }
+    let trim = p.trim.filter(|t| *t != Trim::default());
+    if trim.is_some() && p.trim_border.is_some() {
+        return Err(ParamError::new(
+            "trim",
+            "border (automatic) and pixel counts cannot be combined",
+        ));
+    }
     let border = p.border.filter(|b| !b.is_empty()).map(|b| {
         let d = |v: u32| {
             if v == 0 {
@@ -425,6 +454,7 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
     });
     Ok(TransformSpec {
         width: p.width,
+        auto_width,
         height: p.height,
         dpr,
         fit: p.fit.unwrap_or_default(),
@@ -432,7 +462,8 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
         format,
         quality: p.quality,
         background: p.background,
-        trim: p.trim.filter(|t| *t != Trim::default()),
+        trim,
+        trim_border: p.trim_border,
         rotate: p.rotate.unwrap_or(0),
         flip: p.flip.unwrap_or_default(),
         adjust: Adjust {
@@ -448,29 +479,6 @@ fn finalize(p: &Preset, limits: &Limits) -> Result<TransformSpec, ParamError> {
         onerror_redirect: p.onerror_redirect.unwrap_or(false),
         json,
     })
-}
-
-/// `%XX` decoded; `None` when the result is not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_owned());
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The options of the path form (`/cdn-cgi/image/width=200,fit=cover/photo.jpg`) written as
@@ -520,6 +528,16 @@ pub fn parse_query(
     query: Option<&str>,
     limits: &Limits,
     presets: &Presets,
+) -> Result<ParsedQuery, ParamError> {
+    parse_query_hinted(query, limits, presets, &ClientHints::default())
+}
+
+/// [`parse_query`] with the request's client hints (for `width=auto`).
+pub fn parse_query_hinted(
+    query: Option<&str>,
+    limits: &Limits,
+    presets: &Presets,
+    hints: &ClientHints,
 ) -> Result<ParsedQuery, ParamError> {
     let q = query.unwrap_or("");
     let mut explicit = Preset::default();
@@ -576,7 +594,7 @@ pub fn parse_query(
         None => explicit,
     };
     Ok(ParsedQuery {
-        transform: Some(finalize(&merged, limits)?),
+        transform: Some(finalize(&merged, limits, hints)?),
         forward_query,
         signature,
     })

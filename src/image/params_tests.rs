@@ -85,7 +85,7 @@ fn aliases_and_forwarding() {
         spec("format=jpg").format,
         FormatChoice::Fixed(OutputFormat::Jpeg)
     );
-    assert_eq!(spec("gravity=auto").gravity, Gravity::Center);
+    assert_eq!(spec("gravity=auto").gravity, Gravity::Auto);
     assert_eq!(parse("w=400").unwrap().forward_query, None);
     // Nuxt Image's Cloudflare provider writes `f=` and `g=`.
     assert_eq!(

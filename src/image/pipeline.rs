@@ -1,6 +1,7 @@
 //! The whole pipeline, in Cloudflare's order of operations: limits -> sniff/probe -> trim ->
 //! EXIF orientation, flip, rotate (one combined orientation, applied after the resize) ->
-//! decode (JPEG shrink-on-load) -> resize and crop -> colour (brightness, contrast, gamma,
+//! decode (JPEG shrink-on-load) -> resize and crop (`gravity=auto`: the window placed by
+//! saliency on the decoded pixels) -> colour (brightness, contrast, gamma,
 //! saturation) -> blur, sharpen -> pad/flatten onto the background -> border -> encode. The caller decides the output format. [`prepare`] does
 //! everything the header allows (limits, geometry, the memory estimate) before a pixel is
 //! decoded; [`Prepared::run`] does the rest.
@@ -16,10 +17,11 @@ use crate::image::ops::orient::{apply_orientation, compose, upright_rect_to_stor
 use crate::image::ops::pad::pad;
 use crate::image::ops::resize::{is_identity, resize_from};
 use crate::image::ops::{
-    blur, border, brightness, contrast, flip, gamma, rotate, saturation, sharpen, trim, Rect,
+    blur, border, brightness, contrast, flip, gamma, rotate, saliency, saturation, sharpen, trim,
+    trim_border, Rect,
 };
 use crate::image::pixels::Pixels;
-use crate::image::spec::{Limits, TransformSpec};
+use crate::image::spec::{Fit, Gravity, Limits, TransformSpec};
 use std::sync::Arc;
 
 /// An encoded result.
@@ -67,15 +69,7 @@ pub fn transform(
 #[derive(Clone, Debug)]
 pub struct Prepared {
     probe: Probe,
-    plan: Plan,
-    /// `plan.crop` in the stored orientation, in source pixels.
-    crop: Rect,
-    /// EXIF orientation, `flip` and `rotate` combined: what turns the resized pixels.
-    orientation: u8,
-    /// The output size, the border included.
-    output: (u32, u32),
-    /// The size the crop is resized to, in the stored orientation.
-    resized: (u32, u32),
+    layout: Layout,
     jpeg_denom: usize,
     format: OutputFormat,
     source_bytes: u64,
@@ -119,8 +113,53 @@ pub fn prepare(
     };
     let (sw, sh) = (probe.width as f64, probe.height as f64);
     let region = upright_rect_to_stored(kept, probe.orientation, sw, sh);
+    // with `trim=border` this is the untrimmed layout: its output bounds the trimmed one's
+    let layout = layout_of(region, probe.orientation, spec);
+    let output = layout.output;
+    if output.0 as u64 * output.1 as u64 > limits.max_output_pixels {
+        return Err(TransformError::OutputTooLarge {
+            w: output.0,
+            h: output.1,
+            max: limits.max_output_pixels,
+        });
+    }
+    let jpeg_denom = if spec.trim_border.is_some() {
+        // the border is found on the full-size pixels, and the crop is not known before
+        1
+    } else {
+        jpeg_scale_denominator(layout.crop, layout.resized.0, layout.resized.1)
+    };
+    Ok(Prepared {
+        probe,
+        layout,
+        jpeg_denom,
+        format,
+        source_bytes: src.len() as u64,
+        filtered: spec.adjust != Default::default() || spec.border.is_some(),
+    })
+}
+
+/// The geometry of a transform of the stored pixels' `region` (what `trim` keeps).
+#[derive(Clone, Debug)]
+struct Layout {
+    plan: Plan,
+    /// `plan.crop` in the stored orientation, in source pixels.
+    crop: Rect,
+    /// What `trim` keeps, in the stored orientation, in source pixels.
+    region: Rect,
+    /// `gravity=auto` moves `crop` within `region` once the pixels are decoded.
+    auto_crop: bool,
+    /// EXIF orientation, `flip` and `rotate` combined: what turns the resized pixels.
+    orientation: u8,
+    /// The output size, the border included.
+    output: (u32, u32),
+    /// The size the crop is resized to, in the stored orientation.
+    resized: (u32, u32),
+}
+
+fn layout_of(region: Rect, exif: u8, spec: &TransformSpec) -> Layout {
     let o = compose(
-        compose(probe.orientation, flip::orientation(spec.flip)),
+        compose(exif, flip::orientation(spec.flip)),
         rotate::orientation(spec.rotate),
     );
     // width and height refer to the axes after rotation
@@ -139,13 +178,6 @@ pub fn prepare(
         plan.canvas_w.saturating_add(b.left).saturating_add(b.right),
         plan.canvas_h.saturating_add(b.top).saturating_add(b.bottom),
     );
-    if output.0 as u64 * output.1 as u64 > limits.max_output_pixels {
-        return Err(TransformError::OutputTooLarge {
-            w: output.0,
-            h: output.1,
-            max: limits.max_output_pixels,
-        });
-    }
     // work in stored orientation up to the resize, then turn only the small result
     let inner = upright_rect_to_stored(plan.crop, o, region.w, region.h);
     let crop = Rect {
@@ -158,18 +190,17 @@ pub fn prepare(
     } else {
         (plan.scaled_w, plan.scaled_h)
     };
-    Ok(Prepared {
-        probe,
+    let crops = matches!(spec.fit, Fit::Cover | Fit::Crop);
+    let smaller = crop.w < region.w - 0.5 || crop.h < region.h - 0.5;
+    Layout {
         plan,
         crop,
+        region,
+        auto_crop: spec.gravity == Gravity::Auto && crops && smaller,
         orientation: o,
         output,
         resized,
-        jpeg_denom: jpeg_scale_denominator(crop, resized.0, resized.1),
-        format,
-        source_bytes: src.len() as u64,
-        filtered: spec.adjust != Default::default() || spec.border.is_some(),
-    })
+    }
 }
 
 impl Prepared {
@@ -188,7 +219,8 @@ impl Prepared {
     pub fn peak_bytes(&self) -> u64 {
         let (dw, dh) = codec::decoded_size(&self.probe, self.jpeg_denom);
         let fx = dw as f64 / self.probe.width as f64;
-        let c = self.crop;
+        let l = &self.layout;
+        let c = l.crop;
         let whole = c.x == 0.0
             && c.y == 0.0
             && c.w == self.probe.width as f64
@@ -197,12 +229,12 @@ impl Prepared {
             source_bytes: self.source_bytes,
             probe: self.probe,
             decoded: (dw, dh),
-            resize: !(whole && self.resized == (dw, dh)),
+            resize: !(whole && l.resized == (dw, dh)),
             crop_width: (c.w * fx).ceil() as u32,
-            resized: self.resized,
-            oriented: (2..=8).contains(&self.orientation),
-            padded: self.plan.is_padded(),
-            canvas: self.output,
+            resized: l.resized,
+            oriented: (2..=8).contains(&l.orientation),
+            padded: l.plan.is_padded(),
+            canvas: l.output,
             filtered: self.filtered,
             format: self.format,
         })
@@ -230,10 +262,7 @@ impl Prepared {
     ) -> Result<Output, TransformError> {
         let Prepared {
             probe,
-            plan,
-            crop,
-            orientation,
-            resized: (rw, rh),
+            mut layout,
             jpeg_denom,
             format,
             ..
@@ -241,12 +270,37 @@ impl Prepared {
         let (pixels, reused_decode) = decode_or_reuse(src, &probe, jpeg_denom, decoded)?;
         let fx = pixels.width as f64 / probe.width as f64;
         let fy = pixels.height as f64 / probe.height as f64;
-        let crop = Rect {
-            x: crop.x * fx,
-            y: crop.y * fy,
-            w: crop.w * fx,
-            h: crop.h * fy,
+        let scaled = |r: Rect| Rect {
+            x: r.x * fx,
+            y: r.y * fy,
+            w: r.w * fx,
+            h: r.h * fy,
         };
+        if let Some(t) = &spec.trim_border {
+            // the geometry again, on what the border leaves (never larger than prepared)
+            let kept = trim_border::content(&pixels, scaled(layout.region), t);
+            let region = Rect {
+                x: kept.x / fx,
+                y: kept.y / fy,
+                w: kept.w / fx,
+                h: kept.h / fy,
+            };
+            layout = layout_of(region, probe.orientation, spec);
+        }
+        let Layout {
+            plan,
+            crop,
+            region,
+            auto_crop,
+            orientation,
+            resized: (rw, rh),
+            ..
+        } = layout;
+        let mut crop = scaled(crop);
+        if auto_crop {
+            // saliency is the same in any orientation: the window is placed on the stored pixels
+            (crop.x, crop.y) = saliency::best_window(&pixels, scaled(region), crop.w, crop.h);
+        }
         let resized = if is_identity(&pixels, crop, rw, rh) {
             Arc::unwrap_or_clone(pixels)
         } else {

@@ -3,6 +3,7 @@
 //! `Limits`. Parsing it from a URL or a preset is `params.rs`.
 
 use crate::image::format::{FormatChoice, OutputFormat};
+use crate::image::hints::HintsUsed;
 
 /// How the image is fitted into `width` x `height`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -60,6 +61,9 @@ pub enum Gravity {
     TopRight,
     BottomLeft,
     BottomRight,
+    /// `auto`: the most salient window for `cover`/`crop` (`ops::saliency`, chosen once the
+    /// pixels are decoded); the centre for `pad`.
+    Auto,
     /// `XxY`: the point (in ten-thousandths of the width and height, 0 = left/top) kept as
     /// near the middle of a crop as the image allows.
     Focal {
@@ -80,6 +84,7 @@ impl Gravity {
             Gravity::TopRight => "top-right",
             Gravity::BottomLeft => "bottom-left",
             Gravity::BottomRight => "bottom-right",
+            Gravity::Auto => "auto",
             Gravity::Focal { .. } => "focal",
         }
     }
@@ -93,10 +98,11 @@ impl Gravity {
             g => g.as_str().to_string(),
         }
     }
-    /// Parses a user-facing gravity name (`auto` is centre).
+    /// Parses a user-facing gravity name.
     pub(crate) fn parse(s: &str) -> Option<Gravity> {
         Some(match s {
-            "center" | "centre" | "auto" => Gravity::Center,
+            "center" | "centre" => Gravity::Center,
+            "auto" => Gravity::Auto,
             "top" => Gravity::Top,
             "bottom" => Gravity::Bottom,
             "left" => Gravity::Left,
@@ -111,7 +117,7 @@ impl Gravity {
     /// Horizontal and vertical position of the kept area, 0 = left/top, 0.5 = centre, 1 = right/bottom.
     pub fn weights(&self) -> (f64, f64) {
         match self {
-            Gravity::Center => (0.5, 0.5),
+            Gravity::Center | Gravity::Auto => (0.5, 0.5),
             Gravity::Top => (0.5, 0.0),
             Gravity::Bottom => (0.5, 1.0),
             Gravity::Left => (0.0, 0.5),
@@ -156,6 +162,17 @@ pub struct Trim {
     pub left: u32,
     pub width: Option<u32>,
     pub height: Option<u32>,
+}
+
+/// `trim=border` (and `trim.border.*`): cut the source's solid border, found once decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct TrimBorder {
+    /// The border's colour; `None`: the top-left pixel's.
+    pub colour: Option<[u8; 3]>,
+    /// How far (0-255, per channel) a border pixel may be from the colour; `None`: the default.
+    pub tolerance: Option<u8>,
+    /// Pixels of the border left around what is kept.
+    pub keep: u32,
 }
 
 /// `border`: a solid frame added around the output (widths in output pixels, dpr applied).
@@ -226,6 +243,8 @@ impl Limits {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransformSpec {
     pub width: Option<u32>,
+    /// `width=auto`: `width` came from these client hints (or their absence).
+    pub auto_width: Option<HintsUsed>,
     pub height: Option<u32>,
     /// 1.0 ..= 4.0
     pub dpr: f32,
@@ -235,6 +254,7 @@ pub struct TransformSpec {
     pub quality: Option<u8>,
     pub background: Option<[u8; 3]>,
     pub trim: Option<Trim>,
+    pub trim_border: Option<TrimBorder>,
     /// 0, 90, 180 or 270 degrees clockwise, after the EXIF orientation and `flip`.
     pub rotate: u16,
     pub flip: Flip,
@@ -255,6 +275,7 @@ impl Default for TransformSpec {
     fn default() -> Self {
         TransformSpec {
             width: None,
+            auto_width: None,
             height: None,
             dpr: 1.0,
             fit: Fit::ScaleDown,
@@ -263,6 +284,7 @@ impl Default for TransformSpec {
             quality: None,
             background: None,
             trim: None,
+            trim_border: None,
             rotate: 0,
             flip: Flip::None,
             adjust: Adjust::default(),
@@ -318,8 +340,10 @@ impl TransformSpec {
         if self.fit != Fit::ScaleDown {
             p.push(("fit", "fit", self.fit.as_str().to_string()));
         }
-        if matches!(self.fit, Fit::Cover | Fit::Crop | Fit::Pad) && self.gravity != Gravity::Center
-        {
+        let crops = matches!(self.fit, Fit::Cover | Fit::Crop);
+        // `auto` places a pad like the centre: one cache entry for both
+        let placed = crops || (self.fit == Fit::Pad && self.gravity != Gravity::Auto);
+        if placed && self.gravity != Gravity::Center {
             p.push(("g", "gravity", self.gravity.value()));
         }
         let fmt = chosen.or(match self.format {
@@ -353,6 +377,18 @@ impl TransformSpec {
             }
             if let Some(h) = t.height {
                 p.push(("trim.h", "trim.height", h.to_string()));
+            }
+        }
+        if let Some(t) = self.trim_border {
+            p.push(("trim", "trim", "border".to_string()));
+            if let Some([r, g, b]) = t.colour {
+                p.push(("tbc", "trim.border.color", format!("{r:02x}{g:02x}{b:02x}")));
+            }
+            if let Some(n) = t.tolerance {
+                p.push(("tbt", "trim.border.tolerance", n.to_string()));
+            }
+            if t.keep != 0 {
+                p.push(("tbk", "trim.border.keep", t.keep.to_string()));
             }
         }
         if self.rotate != 0 {
@@ -392,7 +428,26 @@ impl TransformSpec {
     /// What a URL signature covers: the canonical transform as asked (before `format=auto` is
     /// negotiated against `Accept`, which the signer cannot know).
     pub fn signed_form(&self) -> String {
-        let mut c = self.canonical(None);
+        // `width=auto` is signed as written: the width it resolves to is the client's
+        let (asked, auto) = match self.auto_width {
+            Some(_) => (
+                TransformSpec {
+                    width: None,
+                    auto_width: None,
+                    ..self.clone()
+                },
+                true,
+            ),
+            None => (self.clone(), false),
+        };
+        let mut c = asked.canonical(None);
+        if auto {
+            c = if c.is_empty() {
+                "w=auto".to_string()
+            } else {
+                format!("w=auto,{c}")
+            };
+        }
         if self.format == FormatChoice::Auto {
             if !c.is_empty() {
                 c.push(',');

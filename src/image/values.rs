@@ -1,6 +1,7 @@
 //! Parsers of the values of transform parameters (`params.rs` applies them): numbers, factors,
-//! CSS-like colours, `gravity=XxY`, `trim`, `border`, the named quality levels. Each returns the
-//! problem as a one-line text, which `params.rs` puts after the parameter's name.
+//! CSS-like colours, `gravity=XxY`, `trim`, `border`, the named quality levels, `%XX` decoding.
+//! Each returns the problem as a one-line text, which `params.rs` puts after the parameter's
+//! name.
 
 use crate::image::spec::{Border, Flip, Gravity, Trim};
 
@@ -44,6 +45,14 @@ pub fn pixels(v: &str, max: u32) -> Result<u32, String> {
             quoted(v)
         )),
     }
+}
+
+/// `trim.border.tolerance`: 0-255, how far a border pixel may be from the border colour.
+pub fn tolerance(v: &str) -> Result<u8, String> {
+    v.parse::<u8>()
+        .ok()
+        .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{} is not an integer from 0 to 255", quoted(v)))
 }
 
 /// `quality`: 1-100 or Cloudflare's named levels (mapped to fixed numbers, so that a name and
@@ -213,6 +222,29 @@ pub fn border(v: &str, max: u32) -> Result<Border, String> {
         return Err(format!("{} gives no width", quoted(v)));
     }
     Ok(b)
+}
+
+/// `%XX` decoded; `None` when the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

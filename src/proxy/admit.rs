@@ -8,6 +8,7 @@ use super::routes;
 use super::state::State;
 use super::transform::path_form;
 use crate::config::UnknownParams;
+use crate::image::hints::ClientHints;
 use crate::limits::{Decision, Stage};
 use pingora::prelude::*;
 use pingora_cache::key::CacheHashKey;
@@ -118,7 +119,11 @@ fn decide(state: &State, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Refus
         .headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let planned = match state.transformer.plan(full_query.as_deref(), accept) {
+    let hints = client_hints(req);
+    let planned = match state
+        .transformer
+        .plan_hinted(full_query.as_deref(), accept, &hints)
+    {
         Ok(p) => p.map(Box::new),
         Err(e) => {
             let msg = format!("invalid transform parameter: {e}");
@@ -358,5 +363,26 @@ pub fn cache_key(req: &RequestHeader, ctx: &mut Ctx) -> CacheKey {
 pub fn request_stage(ctx: &Ctx) -> Stage {
     Stage::Request {
         transform: ctx.transform.planned.is_some(),
+    }
+}
+
+/// The request's client hint fields, for `width=auto` (the last line of a repeated field, as
+/// the hints' specification says).
+fn client_hints(req: &RequestHeader) -> ClientHints {
+    let get = |name: &str| {
+        req.headers
+            .get_all(name)
+            .iter()
+            .last()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    ClientHints {
+        sec_ch_width: get("sec-ch-width"),
+        width: get("width"),
+        sec_ch_viewport_width: get("sec-ch-viewport-width"),
+        viewport_width: get("viewport-width"),
+        sec_ch_dpr: get("sec-ch-dpr"),
+        dpr: get("dpr"),
     }
 }

@@ -87,13 +87,17 @@ fn merge_304(stored: &ResponseHeader, nm: &ResponseHeader, transformed: bool) ->
 
 /// The request's variance against a stored response's `Vary`. The negotiated output format is
 /// in the primary key already, so `Accept` is left out of a negotiated transform's variance.
+/// Likewise the width bucket that `width=auto` chose from the client hints.
 pub fn variance(meta: &CacheMeta, ctx: &Ctx, req: &RequestHeader) -> Option<HashBinary> {
-    let skip: &[&str] = if ctx.transform.negotiated() {
-        &["accept"]
-    } else {
-        &[]
-    };
-    vary::variance(meta.headers(), req, skip)
+    let mut skip: Vec<String> = Vec::new();
+    if ctx.transform.negotiated() {
+        skip.push("accept".to_string());
+    }
+    if let Some(used) = ctx.transform.hints_used() {
+        skip.extend(used.names().map(str::to_ascii_lowercase));
+    }
+    let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
+    vary::variance(meta.headers(), req, &skip)
 }
 
 fn variant_admitted(state: &State, meta: &CacheMeta, req: &RequestHeader, ctx: &Ctx) -> bool {

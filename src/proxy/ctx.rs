@@ -161,6 +161,11 @@ impl TransformCtx {
         self.planned.as_ref().is_some_and(|p| p.vary_accept)
     }
 
+    /// `width=auto`: the fields of the client hints it was chosen by.
+    pub fn hints_used(&self) -> Option<crate::image::hints::HintsUsed> {
+        self.planned.as_ref().and_then(|p| p.spec.auto_width)
+    }
+
     /// The canonical transform, for logs and usage events.
     pub fn canonical(&self) -> Option<&str> {
         self.planned.as_ref().map(|p| p.canonical.as_str())

@@ -1,6 +1,6 @@
 //! The operations on decoded pixels, one file per operation, in the order the pipeline applies
-//! them (Cloudflare's): `trim`; EXIF orientation, `flip` and `rotate` (`orient`, `flip`,
-//! `rotate`: one combined orientation); resize and crop (`fit` geometry, `resize`, `pad`);
+//! them (Cloudflare's): `trim` (`trim_border`: `trim=border`); EXIF orientation, `flip` and `rotate` (`orient`, `flip`,
+//! `rotate`: one combined orientation); resize and crop (`fit` geometry, `saliency` for `gravity=auto`, `resize`, `pad`);
 //! colour (`brightness`, `contrast`, `gamma`, `saturation`); `blur` and `sharpen`; background
 //! (`flatten`) and `border`.
 
@@ -16,9 +16,11 @@ pub mod orient;
 pub mod pad;
 pub mod resize;
 pub mod rotate;
+pub mod saliency;
 pub mod saturation;
 pub mod sharpen;
 pub mod trim;
+pub mod trim_border;
 
 use crate::image::pixels::Pixels;
 

@@ -20,7 +20,8 @@ use crate::image::format::{
     negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated, OutputFormat,
     SourceFormat,
 };
-use crate::image::params::{parse_query, Presets};
+use crate::image::hints::ClientHints;
+use crate::image::params::{parse_query_hinted, Presets};
 use crate::image::pipeline::{self, Output};
 use crate::image::pool::{MemoryBudget, Permit, TransformPool};
 use crate::image::spec::{Limits, TransformSpec};
@@ -35,6 +36,10 @@ use std::time::{Duration, Instant};
 const MAX_FAILURES: usize = 10_000;
 /// Transform times remembered for cached variants (least recently used dropped first).
 const MAX_DURATIONS: usize = 16_384;
+
+/// Marks the cache key of a `width=auto` variant apart from the same width asked by number,
+/// followed by the set of hint fields read: each set has its own `Vary`, so its own entry.
+const AUTO_WIDTH: &str = ",w=auto:";
 
 /// What one request asks for.
 #[derive(Debug, Clone)]
@@ -56,9 +61,14 @@ impl Planned {
     /// The canonical transform naming the bytes produced, without the negotiation marker:
     /// `format=auto` that chose WebP makes the same image as `format=webp`.
     pub fn produced(&self) -> &str {
-        self.canonical
+        let c = self
+            .canonical
             .strip_suffix(",auto")
-            .unwrap_or(&self.canonical)
+            .unwrap_or(&self.canonical);
+        match c.rfind(AUTO_WIDTH) {
+            Some(i) if self.spec.auto_width.is_some() => &c[..i],
+            _ => c,
+        }
     }
 }
 
@@ -239,7 +249,17 @@ impl Transformer {
         query: Option<&str>,
         accept: Option<&str>,
     ) -> Result<Option<Planned>, ParamError> {
-        let parsed = parse_query(query, &self.limits, &self.presets)?;
+        self.plan_hinted(query, accept, &ClientHints::default())
+    }
+
+    /// [`Transformer::plan`] with the request's client hints (`width=auto`).
+    pub fn plan_hinted(
+        &self,
+        query: Option<&str>,
+        accept: Option<&str>,
+        hints: &ClientHints,
+    ) -> Result<Option<Planned>, ParamError> {
+        let parsed = parse_query_hinted(query, &self.limits, &self.presets, hints)?;
         let Some(spec) = parsed.transform else {
             return Ok(None);
         };
@@ -258,6 +278,9 @@ impl Transformer {
         };
         let negotiated = negotiate_allowed(spec.format, accept, candidates);
         let mut canonical = spec.canonical(negotiated.format());
+        if let Some(used) = spec.auto_width {
+            canonical.push_str(&format!("{AUTO_WIDTH}{}", used.bits()));
+        }
         if spec.format == FormatChoice::Auto {
             // Same bytes as the fixed format, but stored with `Vary: Accept`: its own entry.
             canonical.push_str(",auto");

@@ -4,6 +4,7 @@
 
 use super::{onerror, FailureKeys, Planned, Verdict};
 use crate::image::format::OutputFormat;
+use crate::image::hints::HintsUsed;
 use crate::metrics::METRICS;
 use crate::proxy::ctx::{Buffering, Ctx};
 use crate::proxy::reply::{respond_busy, respond_text, respond_with};
@@ -91,8 +92,8 @@ pub fn on_header(
         // Revalidated: the origin's tag names the source; the stored entry keeps its own.
         resp.remove_header(&http::header::ETAG);
     }
-    if ctx.transform.forwarded && planned.vary_accept && (200..300).contains(&status) {
-        add_vary_accept(resp)?;
+    if ctx.transform.forwarded && (200..300).contains(&status) {
+        add_vary(resp, planned)?;
     }
     if ctx.transform.permit.is_none() {
         return Ok(());
@@ -273,21 +274,33 @@ fn set_transformed_headers(
     if let Some(tag) = origin_etag {
         resp.insert_header(crate::cache::SOURCE_ETAG, tag)?;
     }
+    add_vary(resp, planned)
+}
+
+/// `Vary: Accept` when the format was negotiated; for `width=auto`, `Vary` on the client hints
+/// read (exactly those) and `Accept-CH` asking for them.
+fn add_vary(resp: &mut ResponseHeader, planned: &Planned) -> Result<()> {
     if planned.vary_accept {
-        add_vary_accept(resp)?;
+        add_vary_name(resp, "Accept")?;
+    }
+    if let Some(used) = planned.spec.auto_width {
+        for name in used.names() {
+            add_vary_name(resp, name)?;
+        }
+        resp.insert_header("accept-ch", HintsUsed::ACCEPT_CH)?;
     }
     Ok(())
 }
 
-fn add_vary_accept(resp: &mut ResponseHeader) -> Result<()> {
+fn add_vary_name(resp: &mut ResponseHeader, name: &str) -> Result<()> {
     let vary = match resp
         .headers
         .get(http::header::VARY)
         .and_then(|v| v.to_str().ok())
     {
-        Some(v) if !v.to_ascii_lowercase().contains("accept") => format!("{v}, Accept"),
+        Some(v) if !crate::cache::vary::lists(v, name) => format!("{v}, {name}"),
         Some(v) => v.to_string(),
-        None => "Accept".to_string(),
+        None => name.to_string(),
     };
     resp.insert_header(http::header::VARY, vary)
 }
