@@ -9,7 +9,9 @@
 # Env: IMGEDGE_BIN, FILES (default "sunset_4272x2848.jpg seeding_5312x2988.jpg"), WRK_ARGS
 # (default -t2 -c32 -d10s), PEERS (default "thumbor ipx"), THUMBOR_VENV (default
 # /tmp/imgedge-thumbor: `pip install thumbor` there when missing), AB_BIN (another imgedge build
-# as a peer "ab" on :18196, admin :18197: add "ab" to PEERS).
+# as a peer "ab" on :18196, admin :18197: add "ab" to PEERS), DECODED_CACHE (imgedge's
+# transform.decoded_cache_bytes, default 0: every request decodes, as the peers do; the key is
+# left out for the AB_BIN build, which may predate it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared}
@@ -32,7 +34,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-start_edge() { # BIN PORT ADMIN_PORT
+start_edge() { # BIN PORT ADMIN_PORT [TRANSFORM_EXTRA]
   cat > "$work/imgedge-$2.yaml" <<CONF
 server: {threads: 2, pid_file: $work/pid-$2, upgrade_sock: $work/upgrade-$2.sock}
 listen: ["127.0.0.1:$2"]
@@ -40,14 +42,14 @@ admin: {listen: "127.0.0.1:$3"}
 upstreams:
   origin: {peers: ["127.0.0.1:18081"]}
 routes: [{prefix: /, upstream: origin, cache: false}]
-transform: {quality: 80}
+transform: {quality: 80${4:-}}
 log: {access: false, level: warn}
 CONF
   "$1" -c "$work/imgedge-$2.yaml" 2>"$work/imgedge-$2.log" &
   pids+=($!)
   for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$3/healthz" && break; sleep 0.1; done
 }
-start_edge "$bin" 18192 18193
+start_edge "$bin" 18192 18193 ", decoded_cache_bytes: ${DECODED_CACHE:-0}"
 if [[ " $peers " == *" thumbor "* ]]; then
   venv=${THUMBOR_VENV:-/tmp/imgedge-thumbor}
   [ -x "$venv/bin/thumbor" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q thumbor; }
@@ -78,7 +80,7 @@ for file in $files; do
       *) echo "unknown peer $peer" >&2; exit 2 ;;
     esac
     curl -s -o "$work/a.jpg" "$a"; curl -s -o "$work/b.jpg" "$b"
-    echo "== $file: A = imgedge $bin (cache off), B = $peer ${AB_BIN:+($AB_BIN)} ($(nproc) cores, wrk $WRK_ARGS, load $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "== $file: A = imgedge $bin (cache off), B = $peer$([ "$peer" = ab ] && echo " $AB_BIN") ($(nproc) cores, wrk $WRK_ARGS, load $(cut -d' ' -f1-3 /proc/loadavg))"
     echo "A output: $(file -b "$work/a.jpg" | cut -d, -f1,8) $(stat -c %s "$work/a.jpg") bytes"
     echo "B output: $(file -b "$work/b.jpg" | cut -d, -f1,8) $(stat -c %s "$work/b.jpg") bytes"
     bash "$shared/bench/ab-wrk.sh" "$a" "$b" "$rounds"

@@ -113,7 +113,7 @@ fn for_each_block(
 ) -> bool {
     let mut mcu = 0usize;
     let mut next = |mcu: &mut usize| -> bool {
-        let ok = interval == 0 || *mcu == 0 || *mcu % interval != 0 || restart();
+        let ok = interval == 0 || *mcu == 0 || !mcu.is_multiple_of(interval) || restart();
         *mcu += 1;
         ok
     };

@@ -69,8 +69,6 @@ pub(crate) enum Piece {
 pub(crate) struct Layout {
     pub(crate) frame: Frame,
     pub(crate) pieces: Vec<Piece>,
-    /// The restart interval in MCUs (the last DRI seen; 0: none).
-    pub(crate) restart_interval: u32,
     /// A DRI segment was seen: the synthetic scans switch restart markers off first.
     restarts: bool,
 }
@@ -143,8 +141,8 @@ fn dc_only_components(f: &Frame, denom: usize) -> Vec<bool> {
         .map(|c| {
             let mut size = min;
             while size < 8
-                && (max_h * min) % (c.h * size * 2) == 0
-                && (max_v * min) % (c.v * size * 2) == 0
+                && (max_h * min).is_multiple_of(c.h * size * 2)
+                && (max_v * min).is_multiple_of(c.v * size * 2)
             {
                 size *= 2;
             }
@@ -171,12 +169,11 @@ fn complete_progression(l: &Layout) -> bool {
             if !dc && bits[c][0] < 0 {
                 return false;
             }
-            for k in s.ss..=s.se {
-                let expected = bits[c][k].max(0);
-                if i16::from(s.ah) != i16::from(expected) {
+            for bit in &mut bits[c][s.ss..=s.se] {
+                if i16::from(s.ah) != i16::from((*bit).max(0)) {
                     return false;
                 }
-                bits[c][k] = s.al as i8;
+                *bit = s.al as i8;
             }
         }
     }
@@ -190,7 +187,6 @@ fn walk(b: &[u8]) -> Result<Result<Layout, NotHandled>, TransformError> {
     let mut frame = None;
     let mut pieces = Vec::new();
     let mut restarts = false;
-    let mut restart_interval = 0;
     loop {
         let start = i;
         match b.get(i) {
@@ -222,10 +218,7 @@ fn walk(b: &[u8]) -> Result<Result<Layout, NotHandled>, TransformError> {
             },
             // any other frame type, or a second frame
             0xC0..=0xCF if m != 0xC4 && m != 0xC8 && m != 0xCC => return Ok(Err(NotHandled)),
-            0xDD => {
-                restarts = true;
-                restart_interval = be16(seg, 0).ok_or(TransformError::Truncated)?;
-            }
+            0xDD => restarts = true,
             0xDA => {
                 let Some(f) = &frame else {
                     return Ok(Err(NotHandled));
@@ -247,7 +240,6 @@ fn walk(b: &[u8]) -> Result<Result<Layout, NotHandled>, TransformError> {
         Some(frame) => Ok(Layout {
             frame,
             pieces,
-            restart_interval,
             restarts,
         }),
         None => Err(NotHandled),

@@ -93,9 +93,9 @@ fn walk_finds_every_scan_and_its_progression() {
     assert_eq!(scans.len(), 10);
     assert_eq!((scans[0].ss, scans[0].se, scans[0].comps.len()), (0, 0, 3));
     assert_eq!((scans[1].ss, scans[1].se, scans[1].al), (1, 5, 2));
-    assert_eq!(l.restart_interval, 0);
+    assert!(!l.restarts);
     assert!(complete_progression(&l));
-    assert!(layout(SUNSET).restart_interval > 0);
+    assert!(layout(SUNSET).restarts);
 }
 
 #[test]
