@@ -3,7 +3,7 @@
 
 use crate::image::codec::bytes::be16;
 use crate::image::codec::exif::exif_orientation;
-use crate::image::codec::{enc_err, image_crate, Layout};
+use crate::image::codec::{enc_err, image_crate, jpeg_dc, jpeg_scans, Layout};
 use crate::image::error::TransformError;
 use crate::image::pixels::Pixels;
 
@@ -100,6 +100,14 @@ pub(crate) fn decode(bytes: &[u8], denom: usize) -> Result<Pixels, TransformErro
         );
     }
     let denom = if header.is_lossless { 1 } else { denom };
+    // Progressive: only what the scaled IDCT uses (the whole file is still walked to EOI).
+    let plan = if header.is_progressive && !header.is_arithmetic {
+        jpeg_scans::plan(bytes, denom)?
+    } else {
+        None
+    };
+    let reduced = plan.map(|p| jpeg_dc::baseline(bytes, &p).unwrap_or_else(|| p.rewrite(bytes)));
+    let stream = reduced.as_deref().unwrap_or(bytes);
     let factor = ScalingFactor::new(1, denom);
     d.set_scaling_factor(factor).map_err(tj)?;
     let scaled = header.scaled(factor);
@@ -120,7 +128,7 @@ pub(crate) fn decode(bytes: &[u8], denom: usize) -> Result<Pixels, TransformErro
         height: h,
         format: PixelFormat::RGB,
     };
-    match d.decompress(bytes, image) {
+    match d.decompress(stream, image) {
         Ok(()) => {}
         Err(turbojpeg::Error::TurboJpegError(msg)) if tolerable_warning(&msg) && has_eoi(bytes) => {
         }

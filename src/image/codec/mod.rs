@@ -8,6 +8,8 @@ pub mod exif;
 pub mod gif;
 mod image_crate;
 pub mod jpeg;
+mod jpeg_dc;
+mod jpeg_scans;
 pub mod png;
 pub mod webp;
 

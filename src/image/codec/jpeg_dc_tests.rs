@@ -1,0 +1,87 @@
+use super::*;
+use crate::image::codec::jpeg_scans::plan;
+
+/// Progressive fixtures (tests/fixtures/LICENSES.md): 4:2:2 with restart markers, 4:2:2, 4:4:4
+/// and grey at sizes that leave partial MCUs, and a 4:2:0 file.
+const SUNSET_RST: &[u8] = include_bytes!("../../../tests/fixtures/sunset_prog422_rst_800x528.jpg");
+const SUNSET_ODD: &[u8] = include_bytes!("../../../tests/fixtures/sunset_prog422_203x117.jpg");
+const SEEDING_444: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog444_203x117.jpg");
+const SEEDING_GREY: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog_grey_203x117.jpg");
+const SEEDING_420: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog_1600x896.jpg");
+
+/// libjpeg-turbo at 1/8, every warning an error; the pixels and the format it used.
+fn decode_8(b: &[u8]) -> (Vec<u8>, usize, usize) {
+    let factor = turbojpeg::ScalingFactor::new(1, 8);
+    let mut d = turbojpeg::Decompressor::new().expect("decompressor");
+    let header = d.read_header(b).expect("header");
+    d.set_scaling_factor(factor).expect("scale");
+    let scaled = header.scaled(factor);
+    let mut img = turbojpeg::Image {
+        pixels: vec![0u8; scaled.width * scaled.height * 3],
+        width: scaled.width,
+        pitch: scaled.width * 3,
+        height: scaled.height,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    d.decompress(b, img.as_deref_mut())
+        .expect("decode without warning");
+    (img.pixels, img.width, img.height)
+}
+
+#[test]
+fn the_baseline_of_the_dc_scans_decodes_to_the_full_decode() {
+    for (name, src) in [
+        ("4:2:2 + restarts", SUNSET_RST),
+        ("4:2:2 203x117", SUNSET_ODD),
+        ("4:4:4 203x117", SEEDING_444),
+        ("grey 203x117", SEEDING_GREY),
+    ] {
+        let p = plan(src, 8).expect("walk").expect("a plan");
+        let base = baseline(src, &p).unwrap_or_else(|| panic!("{name}: no baseline"));
+        // a baseline frame, and far fewer bytes than the source
+        assert!(base.windows(2).any(|w| w == [0xFF, 0xC0]), "{name}");
+        assert!(!base.windows(2).any(|w| w == [0xFF, 0xC2]), "{name}");
+        assert!(
+            base.len() < src.len() / 2,
+            "{name}: {} of {}",
+            base.len(),
+            src.len()
+        );
+        let full = decode_8(src);
+        let dc = decode_8(&base);
+        assert_eq!((dc.1, dc.2), (full.1, full.2), "{name}");
+        assert!(dc.0 == full.0, "{name}: pixels differ");
+    }
+}
+
+#[test]
+fn chroma_with_a_2x2_idct_needs_its_ac_scans() {
+    let p = plan(SEEDING_420, 8).expect("walk").expect("a plan");
+    assert!(baseline(SEEDING_420, &p).is_none());
+}
+
+#[test]
+fn dc_data_cut_short_is_left_to_libjpeg_turbo() {
+    // the first DC scan's data ends early: a marker where bits were due
+    let p = plan(SUNSET_ODD, 8).expect("walk").expect("a plan");
+    let Some(Piece::Scan(s, r)) = p
+        .layout
+        .pieces
+        .iter()
+        .find(|p| matches!(p, Piece::Scan(..)))
+    else {
+        panic!("no scan");
+    };
+    let mut cut = SUNSET_ODD[..s.data + (r.end - s.data) / 2].to_vec();
+    cut.extend_from_slice(&SUNSET_ODD[r.end..]);
+    let p = plan(&cut, 8).expect("walk").expect("a plan");
+    assert!(baseline(&cut, &p).is_none());
+}
+
+#[test]
+fn dc_difference_categories() {
+    assert_eq!(extend(0, 1), -1);
+    assert_eq!(extend(1, 1), 1);
+    assert_eq!(extend(0b010, 3), -5);
+    assert_eq!(extend(0b110, 3), 6);
+}
