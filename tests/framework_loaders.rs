@@ -157,9 +157,8 @@ fn astro_cloudflare_image_service() {
     // A broken source: a redirect to the original, which is then served as it is. The first
     // answer may be aborted instead when its status line left before the truncation showed
     // (docs/transforms.md); the repeat is a 302, remembered.
-    let broken = edge.url(
-        "/cdn-cgi/image/onerror=redirect,width=320,format=webp/_astro/broken.B2kx9a.jpg",
-    );
+    let broken =
+        edge.url("/cdn-cgi/image/onerror=redirect,width=320,format=webp/_astro/broken.B2kx9a.jpg");
     if let Ok(first) = try_get_with(&broken, &[]) {
         assert_eq!(first.status, 302, "{}", first.text());
     }

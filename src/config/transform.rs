@@ -250,7 +250,10 @@ pub(crate) fn remote_source(v: &str) -> Result<super::RemoteSource, String> {
     let host = auth.host().trim_start_matches('[').trim_end_matches(']');
     let host = host.to_ascii_lowercase();
     // The part after an IPv6 host's brackets says whether a port was written at all.
-    let after_host = auth.as_str().rsplit_once(']').map_or(auth.as_str(), |(_, r)| r);
+    let after_host = auth
+        .as_str()
+        .rsplit_once(']')
+        .map_or(auth.as_str(), |(_, r)| r);
     let port = match auth.port_u16() {
         Some(p) => p,
         None if auth.as_str().ends_with(':') => return Err(bad("empty port")),

@@ -23,6 +23,7 @@ pub mod info;
 pub mod lookalike;
 pub mod ops;
 pub mod params;
+pub mod path_options;
 pub mod pipeline;
 pub mod pixels;
 pub mod pool;

@@ -206,7 +206,7 @@ fn layout_of(region: Rect, exif: u8, spec: &TransformSpec) -> Layout {
 impl Prepared {
     /// The output's size, the border included (what `format=json` reports).
     pub fn output_size(&self) -> (u32, u32) {
-        self.output
+        self.layout.output
     }
 
     /// The source's header.

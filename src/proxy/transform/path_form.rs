@@ -2,7 +2,7 @@
 //! comma-separated OPTIONS as its first parameters, so that both forms plan, key and sign
 //! alike and share one cache entry.
 
-use crate::image::params::path_options_to_query;
+use crate::image::path_options::path_options_to_query;
 
 /// The prefix of the path form.
 pub const PREFIX: &str = "/cdn-cgi/image/";
