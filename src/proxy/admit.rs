@@ -373,7 +373,7 @@ fn client_hints(req: &RequestHeader) -> ClientHints {
         req.headers
             .get_all(name)
             .iter()
-            .last()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
