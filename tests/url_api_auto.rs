@@ -6,6 +6,9 @@ mod common;
 use common::*;
 use image::RgbImage;
 
+
+/// (fixture, its upright pixels, crop, libvips' top-left, the centre crop's top-left)
+type Case<'a> = (&'a str, &'a RgbImage, (u32, u32), (u32, u32), (u32, u32));
 fn setup(extra: &str) -> (Origin, Edge) {
     let origin = Origin::start();
     for (name, ct) in [
@@ -88,7 +91,7 @@ fn gravity_auto_crops_like_libvips_attention() {
         .unwrap()
         .to_rgb8();
     // (fixture, its upright pixels, crop, libvips' top-left, the centre crop's)
-    let cases: [(&str, &RgbImage, (u32, u32), (u32, u32), (u32, u32)); 2] = [
+    let cases: [Case; 2] = [
         (
             "seeding_640x360.jpg",
             &seeding,
