@@ -6,9 +6,9 @@ mod common;
 use common::*;
 use image::RgbImage;
 
-
 /// (fixture, its upright pixels, crop, libvips' top-left, the centre crop's top-left)
 type Case<'a> = (&'a str, &'a RgbImage, (u32, u32), (u32, u32), (u32, u32));
+
 fn setup(extra: &str) -> (Origin, Edge) {
     let origin = Origin::start();
     for (name, ct) in [
