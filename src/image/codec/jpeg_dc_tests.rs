@@ -9,22 +9,10 @@ const SEEDING_444: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog4
 const SEEDING_GREY: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog_grey_203x117.jpg");
 const SEEDING_420: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog_1600x896.jpg");
 
-/// libjpeg-turbo at 1/8, every warning an error; the pixels and the format it used.
+/// libjpeg-turbo at 1/8, every warning an error: the pixels and their size.
 fn decode_8(b: &[u8]) -> (Vec<u8>, usize, usize) {
-    let factor = turbojpeg::ScalingFactor::new(1, 8);
-    let mut d = turbojpeg::Decompressor::new().expect("decompressor");
-    let header = d.read_header(b).expect("header");
-    d.set_scaling_factor(factor).expect("scale");
-    let scaled = header.scaled(factor);
-    let mut img = turbojpeg::Image {
-        pixels: vec![0u8; scaled.width * scaled.height * 3],
-        width: scaled.width,
-        pitch: scaled.width * 3,
-        height: scaled.height,
-        format: turbojpeg::PixelFormat::RGB,
-    };
-    d.decompress(b, img.as_deref_mut())
-        .expect("decode without warning");
+    let img =
+        crate::image::codec::jpeg_scans::tests::tj_decode(b, 8).expect("decode without warning");
     (img.pixels, img.width, img.height)
 }
 

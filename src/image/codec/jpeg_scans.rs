@@ -449,4 +449,4 @@ impl BitWriter {
 
 #[cfg(test)]
 #[path = "jpeg_scans_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -22,7 +22,10 @@ fn frame(sampling: &[(u32, u32)]) -> Frame {
 }
 
 /// Decodes with libjpeg-turbo at 1/`denom`, every warning an error (what `jpeg::decode` does).
-fn tj_decode(b: &[u8], denom: usize) -> Result<turbojpeg::Image<Vec<u8>>, turbojpeg::Error> {
+pub(crate) fn tj_decode(
+    b: &[u8],
+    denom: usize,
+) -> Result<turbojpeg::Image<Vec<u8>>, turbojpeg::Error> {
     let mut d = turbojpeg::Decompressor::new()?;
     d.set_scaling_factor(turbojpeg::ScalingFactor::new(1, denom))?;
     let header = d.read_header(b)?;
