@@ -8,6 +8,14 @@ const SUNSET_ODD: &[u8] = include_bytes!("../../../tests/fixtures/sunset_prog422
 const SEEDING_444: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog444_203x117.jpg");
 const SEEDING_GREY: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog_grey_203x117.jpg");
 const SEEDING_420: &[u8] = include_bytes!("../../../tests/fixtures/seeding_prog_1600x896.jpg");
+/// 4:2:0 with restart markers every 3 MCUs (jpegtran -progressive -restart 3B), and 4:2:0 with
+/// this scan script (jpegtran -scans): split bands, refinement on some only, a two-step DC.
+///   0,1,2: 0-0, 0, 1;  0: 1-5, 0, 2;  1: 1-63, 0, 1;  2: 1-2, 0, 0;  2: 3-63, 0, 0;
+///   0: 6-63, 0, 2;  1: 1-63, 1, 0;  0: 1-63, 2, 1;  0,1,2: 0-0, 1, 0;  0: 1-63, 1, 0;
+const SEEDING_420_RST: &[u8] =
+    include_bytes!("../../../tests/fixtures/seeding_prog420_rst_203x117.jpg");
+const SEEDING_420_SCRIPT: &[u8] =
+    include_bytes!("../../../tests/fixtures/seeding_prog420_script_400x224.jpg");
 
 /// libjpeg-turbo at 1/8, every warning an error: the pixels and their size.
 fn decode_8(b: &[u8]) -> (Vec<u8>, usize, usize) {
@@ -23,6 +31,9 @@ fn the_baseline_of_the_dc_scans_decodes_to_the_full_decode() {
         ("4:2:2 203x117", SUNSET_ODD),
         ("4:4:4 203x117", SEEDING_444),
         ("grey 203x117", SEEDING_GREY),
+        ("4:2:0 1600x896", SEEDING_420),
+        ("4:2:0 + restarts", SEEDING_420_RST),
+        ("4:2:0 scan script", SEEDING_420_SCRIPT),
     ] {
         let p = plan(src, 8).expect("walk").expect("a plan");
         let base = baseline(src, &p).unwrap_or_else(|| panic!("{name}: no baseline"));
@@ -43,9 +54,45 @@ fn the_baseline_of_the_dc_scans_decodes_to_the_full_decode() {
 }
 
 #[test]
-fn chroma_with_a_2x2_idct_needs_its_ac_scans() {
+fn the_chroma_of_a_4_2_0_file_keeps_its_ac_coefficients() {
     let p = plan(SEEDING_420, 8).expect("walk").expect("a plan");
-    assert!(baseline(SEEDING_420, &p).is_none());
+    assert_eq!(p.dc_only, [true, false, false]);
+    // At 1/4 every scan is needed: no plan, the file goes to libjpeg-turbo as it is.
+    assert!(plan(SEEDING_420, 4).expect("walk").is_none());
+}
+
+#[test]
+fn ac_data_cut_short_is_left_to_libjpeg_turbo() {
+    // the last AC scan of a chroma component ends early
+    let p = plan(SEEDING_420_SCRIPT, 8).expect("walk").expect("a plan");
+    let Some(Piece::Scan(s, r)) = p
+        .layout
+        .pieces
+        .iter()
+        .rev()
+        .find(|p| matches!(p, Piece::Scan(s, _) if s.ss > 0 && s.comps[0] != 0))
+    else {
+        panic!("no chroma AC scan");
+    };
+    let mut cut = SEEDING_420_SCRIPT[..s.data + (r.end - s.data) / 2].to_vec();
+    cut.extend_from_slice(&SEEDING_420_SCRIPT[r.end..]);
+    let p = plan(&cut, 8).expect("walk").expect("a plan");
+    assert!(baseline(&cut, &p).is_none());
+}
+
+#[test]
+fn baseline_ac_values_have_at_most_10_bits() {
+    // sizes 1 to 10, a run over 16 zeros (ZRL), both signs, then zeros (EOB)
+    let mut block = [0i16; 64];
+    block[1] = 1;
+    block[2] = -1;
+    block[3] = 1023;
+    block[5] = -512;
+    block[30] = 7;
+    let mut w = BitWriter::default();
+    assert!(jpeg_ac::encode_block(&mut w, &block, &jpeg_ac::codes()));
+    block[40] = 1024;
+    assert!(!jpeg_ac::encode_block(&mut w, &block, &jpeg_ac::codes()));
 }
 
 #[test]

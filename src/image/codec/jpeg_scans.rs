@@ -12,7 +12,8 @@
 //! Components whose inverse DCT is 2x2 or larger (everything at 1/4 and 1/2; the chroma of a
 //! 4:2:0 file at 1/8, which libjpeg-turbo scales up by IDCT rather than upsampling) keep all
 //! their scans: libjpeg-turbo's reduced IDCTs average the full 8x8 IDCT's pixels, so every odd
-//! frequency counts, and dropping a band would change the picture.
+//! frequency counts, and dropping a band would change the picture. (`jpeg_dc` then re-codes
+//! what is kept as one baseline pass where it can; this rewrite is its fallback.)
 //!
 //! Truncation: scans that are not decoded are still walked to their end, and the walk must
 //! reach the EOI marker, so a file cut short is refused as today. What is not checked is the
