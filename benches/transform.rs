@@ -155,11 +155,13 @@ fn ops(c: &mut Criterion) {
 
 /// What colour management costs (issue 14): the 4K corpus JPEG to 400 px JPEG without a
 /// profile, with an sRGB one (detected, nothing applied) and with Adobe RGB (1998) (the
-/// profile of `tests/fixtures/meadow_640_adobergb.jpg`, colord's), inserted as `APP2`.
+/// profile of `tests/fixtures/meadow_640_adobergb.jpg`, colord's), inserted as `APP2`. The
+/// corpus as for [`bench`] (`IMGEDGE_BENCH_IMAGE`).
 fn colour(c: &mut Criterion) {
     use imgedge::image::codec::icc;
     let dir = env!("CARGO_MANIFEST_DIR");
-    let corpus = format!("{dir}/../shared/corpus/seeding_4k_3840x2160.jpg");
+    let corpus = std::env::var("IMGEDGE_BENCH_IMAGE")
+        .unwrap_or_else(|_| format!("{dir}/../shared/corpus/seeding_4k_3840x2160.jpg"));
     let tagged = format!("{dir}/tests/fixtures/meadow_640_adobergb.jpg");
     let (Ok(src), Ok(tagged)) = (std::fs::read(&corpus), std::fs::read(&tagged)) else {
         eprintln!("skipping colour bench: {corpus} missing");
