@@ -153,5 +153,49 @@ fn ops(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, ops);
+/// What colour management costs (issue 14): the 4K corpus JPEG to 400 px JPEG without a
+/// profile, with an sRGB one (detected, nothing applied) and with Adobe RGB (1998) (the
+/// profile of `tests/fixtures/meadow_640_adobergb.jpg`, colord's), inserted as `APP2`. The
+/// corpus as for [`bench`] (`IMGEDGE_BENCH_IMAGE`).
+fn colour(c: &mut Criterion) {
+    use imgedge::image::codec::icc;
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let corpus = std::env::var("IMGEDGE_BENCH_IMAGE")
+        .unwrap_or_else(|_| format!("{dir}/../shared/corpus/seeding_4k_3840x2160.jpg"));
+    let tagged = format!("{dir}/tests/fixtures/meadow_640_adobergb.jpg");
+    let (Ok(src), Ok(tagged)) = (std::fs::read(&corpus), std::fs::read(&tagged)) else {
+        eprintln!("skipping colour bench: {corpus} missing");
+        return;
+    };
+    let adobe = icc::jpeg(&tagged).expect("the fixture's profile");
+    let srgb = moxcms::ColorProfile::new_srgb()
+        .encode()
+        .expect("sRGB profile");
+    let limits = Limits::default();
+    let spec = parse_query(Some("width=400&quality=80"), &limits, &Presets::new())
+        .expect("valid query")
+        .transform
+        .expect("transform");
+    let mut g = c.benchmark_group("colour_4k_jpeg_to_400w");
+    for (name, profile) in [
+        ("none", None),
+        ("srgb", Some(&srgb)),
+        ("adobergb", Some(&adobe)),
+    ] {
+        let bytes = match profile {
+            Some(p) => icc::embed(src.clone(), OutputFormat::Jpeg, p, 3840, 2160),
+            None => src.clone(),
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let out = transform(black_box(&bytes), &spec, OutputFormat::Jpeg, &limits)
+                    .expect("transform");
+                black_box(out.bytes.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, ops, colour);
 criterion_main!(benches);

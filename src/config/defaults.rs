@@ -111,6 +111,8 @@ pub const HTTP_MAX_HEADER_BYTES: u64 = 32 << 10;
 pub const TRANSFORM_TIMEOUT: Duration = Duration::from_secs(10);
 /// `transform.unknown_params`: a look-alike of a transform parameter gets a warning header.
 pub const TRANSFORM_UNKNOWN_PARAMS: &str = "warn";
+/// `transform.color_profile`: embedded profiles are applied, the output is sRGB.
+pub const TRANSFORM_COLOR_PROFILE: &str = "srgb";
 /// How long a failed transform of a source is answered up front without asking the origin.
 pub const TRANSFORM_FAILURE_TTL: Duration = Duration::from_secs(30);
 

@@ -158,6 +158,8 @@ pub struct RawTransform {
     pub failure_ttl: Option<Quantity>,
     pub timeout: Option<Quantity>,
     pub unknown_params: Option<String>,
+    /// `srgb` (default) or `keep`.
+    pub color_profile: Option<String>,
     /// name -> parameter -> value (numbers or strings)
     pub presets: Option<BTreeMap<String, BTreeMap<String, serde_yaml::Value>>>,
     pub signing: Option<RawSigning>,

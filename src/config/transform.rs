@@ -96,6 +96,21 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
             ),
         }
     }
+    let color_profile = t
+        .color_profile
+        .as_deref()
+        .unwrap_or(defaults::TRANSFORM_COLOR_PROFILE);
+    let keep_color_profile = match color_profile {
+        "srgb" => false,
+        "keep" => true,
+        other => {
+            errs.add(
+                "transform.color_profile",
+                format!("{other:?} is not one of srgb, keep"),
+            );
+            false
+        }
+    };
     let limits = Limits {
         max_width: max_width.min(u32::MAX.into()) as u32,
         max_height: max_height.min(u32::MAX.into()) as u32,
@@ -105,6 +120,7 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         default_quality: quality,
         avif_speed,
         allowed_formats,
+        keep_color_profile,
     };
     let mut presets = Presets::new();
     for (name, params) in t.presets.unwrap_or_default() {

@@ -90,8 +90,22 @@ fn decode_bytes(p: &Probe, decoded: (u32, u32)) -> u64 {
     let c = if p.layout.alpha() { 4 } else { 3 };
     let out = pixels(decoded) * c;
     match p.layout {
-        // CMYK goes through the `image` crate at full size: its planes, then RGB.
-        Layout::Jpeg { components: 4, .. } => full * 8,
+        // CMYK goes through the `image` crate at full size: its planes, then RGB; with a
+        // profile, libjpeg-turbo's CMYK (4) then sRGB (3), and a progressive file's
+        // coefficients.
+        Layout::Jpeg {
+            components: 4,
+            progressive,
+            coded_16ths,
+            ..
+        } => {
+            full * 8
+                + if progressive {
+                    full * 2 * coded_16ths as u64 / 16
+                } else {
+                    0
+                }
+        }
         Layout::Jpeg {
             progressive,
             coded_16ths,

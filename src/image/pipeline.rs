@@ -17,8 +17,8 @@ use crate::image::ops::orient::{apply_orientation, compose, upright_rect_to_stor
 use crate::image::ops::pad::pad;
 use crate::image::ops::resize::{is_identity, resize_from};
 use crate::image::ops::{
-    blur, border, brightness, contrast, flip, gamma, rotate, saliency, saturation, sharpen, trim,
-    trim_border, Rect,
+    blur, border, brightness, color_profile, contrast, flip, gamma, rotate, saliency, saturation,
+    sharpen, trim, trim_border, Rect,
 };
 use crate::image::pixels::Pixels;
 use crate::image::spec::{Fit, Gravity, Limits, TransformSpec};
@@ -267,7 +267,10 @@ impl Prepared {
             format,
             ..
         } = self;
-        let (pixels, reused_decode) = decode_or_reuse(src, &probe, jpeg_denom, decoded)?;
+        // `keep`: AVIF cannot carry the profile (ravif writes none), so its output is converted
+        let keep = limits.keep_color_profile && format != OutputFormat::Avif;
+        let decoded = decoded.filter(|_| keep == limits.keep_color_profile);
+        let (pixels, reused_decode) = decode_or_reuse(src, &probe, jpeg_denom, decoded, keep)?;
         let fx = pixels.width as f64 / probe.width as f64;
         let fy = pixels.height as f64 / probe.height as f64;
         let scaled = |r: Rect| Rect {
@@ -332,7 +335,14 @@ impl Prepared {
             img = border::border(&img, b);
         }
         let quality = spec.quality.unwrap_or(limits.default_quality);
-        let bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
+        let mut bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
+        if keep {
+            if let Some(icc) = codec::icc::profile(src, probe.format) {
+                if color_profile::is_wide_rgb(&icc) {
+                    bytes = codec::icc::embed(bytes, format, &icc, img.width, img.height);
+                }
+            }
+        }
         Ok(Output {
             bytes,
             format,
@@ -352,17 +362,42 @@ fn decode_or_reuse(
     probe: &codec::Probe,
     jpeg_denom: usize,
     cache: Option<&DecodedCache>,
+    keep: bool,
 ) -> Result<(Arc<Pixels>, bool), TransformError> {
     let Some(cache) = cache.filter(|c| c.enabled()) else {
-        return Ok((Arc::new(codec::decode(src, probe, jpeg_denom)?), false));
+        return Ok((Arc::new(decode_srgb(src, probe, jpeg_denom, keep)?), false));
     };
     let scale = match probe.format {
         SourceFormat::Jpeg => jpeg_denom,
         _ => 1,
     };
     cache.get_or_decode(cache.id(src), scale, || {
-        codec::decode(src, probe, jpeg_denom)
+        decode_srgb(src, probe, jpeg_denom, keep)
     })
+}
+
+/// [`codec::decode`], then the embedded profile applied: before the resize, so it mixes sRGB
+/// values (`ops::color_profile`). With `keep` an RGB profile is left for the output to carry.
+fn decode_srgb(
+    src: &[u8],
+    probe: &codec::Probe,
+    jpeg_denom: usize,
+    keep: bool,
+) -> Result<Pixels, TransformError> {
+    let icc = codec::icc::profile(src, probe.format);
+    if let (Some(icc), codec::Layout::Jpeg { components: 4, .. }) = (&icc, probe.layout) {
+        if color_profile::is_cmyk(icc) {
+            let cmyk = codec::jpeg_cmyk::decode(src)?;
+            if let Some(rgb) = color_profile::cmyk_to_srgb(&cmyk, icc) {
+                return Ok(rgb);
+            }
+        }
+    }
+    let mut pixels = codec::decode(src, probe, jpeg_denom)?;
+    if let Some(icc) = icc.filter(|i| !(keep && color_profile::is_wide_rgb(i))) {
+        color_profile::to_srgb(&mut pixels, &icc);
+    }
+    Ok(pixels)
 }
 
 /// Colour adjustments, then blur and sharpen, on the resized image.

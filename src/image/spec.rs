@@ -215,6 +215,9 @@ pub struct Limits {
     pub avif_speed: u8,
     /// Formats that may be produced; empty = all.
     pub allowed_formats: Vec<OutputFormat>,
+    /// `transform.color_profile: keep`: an RGB source's own profile is not applied but
+    /// embedded in the output (JPEG, PNG, WebP; AVIF output is converted to sRGB).
+    pub keep_color_profile: bool,
 }
 
 impl Default for Limits {
@@ -228,6 +231,7 @@ impl Default for Limits {
             default_quality: 80,
             avif_speed: 10,
             allowed_formats: Vec::new(),
+            keep_color_profile: false,
         }
     }
 }

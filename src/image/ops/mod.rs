@@ -7,6 +7,7 @@
 pub mod blur;
 pub mod border;
 pub mod brightness;
+pub mod color_profile;
 pub mod contrast;
 pub mod fit;
 pub mod flatten;
