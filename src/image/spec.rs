@@ -215,6 +215,10 @@ pub struct Limits {
     pub avif_speed: u8,
     /// Formats that may be produced; empty = all.
     pub allowed_formats: Vec<OutputFormat>,
+    /// Most frames of an animation kept animated.
+    pub max_animation_frames: u32,
+    /// Most pixels of an animation kept animated: frames x canvas.
+    pub max_animation_pixels: u64,
 }
 
 impl Default for Limits {
@@ -228,6 +232,8 @@ impl Default for Limits {
             default_quality: 80,
             avif_speed: 10,
             allowed_formats: Vec::new(),
+            max_animation_frames: 1000,
+            max_animation_pixels: 50_000_000,
         }
     }
 }
@@ -269,6 +275,9 @@ pub struct TransformSpec {
     /// `format=json`: the output's and the original's sizes as JSON instead of an image
     /// (`image::info`); `format` is then `Source`.
     pub json: bool,
+    /// `anim` (default true): an animated source stays animated in GIF and WebP output;
+    /// `false`: its first frame only (`image::animation`).
+    pub anim: bool,
 }
 
 impl Default for TransformSpec {
@@ -292,6 +301,7 @@ impl Default for TransformSpec {
             fast: false,
             onerror_redirect: false,
             json: false,
+            anim: true,
         }
     }
 }
@@ -420,6 +430,9 @@ impl TransformSpec {
         }
         if self.fast {
             p.push(("c", "compression", "fast".to_string()));
+        }
+        if !self.anim {
+            p.push(("anim", "anim", "false".to_string()));
         }
     }
 }
