@@ -19,7 +19,10 @@ fn setup(extra: &str) -> (Origin, Edge) {
     let origin = Origin::start();
     origin.route(&format!("/{GIF}"), Reply::ok("image/gif", fixture(GIF)));
     origin.route(&format!("/{WEBP}"), Reply::ok("image/webp", fixture(WEBP)));
-    origin.route("/bomb.gif", Reply::ok("image/gif", bomb(1000, 1000, 10_000)));
+    origin.route(
+        "/bomb.gif",
+        Reply::ok("image/gif", bomb(1000, 1000, 10_000)),
+    );
     let edge = Edge::start(&format!(
         "upstreams:\n  origin: {{peers: [\"{}\"]}}\nroutes:\n  - {{prefix: /, upstream: origin}}\n{extra}",
         origin.peer()
@@ -121,9 +124,17 @@ fn gif_and_webp_stay_animated_every_frame_resized_alike() {
         assert_eq!(r.header("content-type"), Some(ct), "{src}");
         assert_eq!(anim(&r), expected((120, 80)), "{src}");
         // cropped, then turned: width and height refer to the rotated axes
-        let r = ok(&edge, &format!("/{src}?width=64&height=64&fit=cover"), "*/*");
+        let r = ok(
+            &edge,
+            &format!("/{src}?width=64&height=64&fit=cover"),
+            "*/*",
+        );
         assert_eq!(anim(&r), expected((64, 64)), "{src} cover");
-        let r = ok(&edge, &format!("/{src}?height=120&rotate=90&flip=h&brightness=1.2"), "*/*");
+        let r = ok(
+            &edge,
+            &format!("/{src}?height=120&rotate=90&flip=h&brightness=1.2"),
+            "*/*",
+        );
         assert_eq!(anim(&r), expected((80, 120)), "{src} rotate");
         // GIF <-> WebP
         let r = ok(&edge, &format!("/{src}?width=96&format=webp"), "*/*");
@@ -137,8 +148,15 @@ fn frames_keep_their_pixels_in_order() {
     // the source pans across a photo: each output frame is its own source frame, resized
     let (_o, edge) = setup("");
     let src = image::codecs::gif::GifDecoder::new(Cursor::new(fixture(GIF))).unwrap();
-    let src: Vec<_> = src.into_frames().map(|f| f.unwrap().into_buffer()).collect();
-    let r = ok(&edge, &format!("/{GIF}?width=240&format=webp&quality=95"), "*/*");
+    let src: Vec<_> = src
+        .into_frames()
+        .map(|f| f.unwrap().into_buffer())
+        .collect();
+    let r = ok(
+        &edge,
+        &format!("/{GIF}?width=240&format=webp&quality=95"),
+        "*/*",
+    );
     let d = image::codecs::webp::WebPDecoder::new(Cursor::new(&r.body)).unwrap();
     let out: Vec<_> = d.into_frames().map(|f| f.unwrap().into_buffer()).collect();
     assert_eq!(out.len(), src.len());
@@ -153,10 +171,16 @@ fn frames_keep_their_pixels_in_order() {
     };
     for (i, o) in out.iter().enumerate() {
         let own = diff(o, &src[i]);
-        assert!(own < 6.0, "frame {i}: mean difference {own} from its source");
+        assert!(
+            own < 6.0,
+            "frame {i}: mean difference {own} from its source"
+        );
         if i > 0 {
             let prev = diff(o, &src[i - 1]);
-            assert!(own < prev, "frame {i} is its own ({own}), not the previous ({prev})");
+            assert!(
+                own < prev,
+                "frame {i} is its own ({own}), not the previous ({prev})"
+            );
         }
     }
 }
@@ -177,8 +201,16 @@ fn anim_false_gives_the_first_frame_as_a_still() {
     // a still format asked by name: the first frame (as Cloudflare serves it)
     let r = ok(&edge, &format!("/{GIF}?format=png"), "*/*");
     let png = image::load_from_memory(&r.body).unwrap().to_rgba8();
-    assert_eq!(png.as_raw(), first.to_rgba8().as_raw(), "the first frame, untouched");
-    let r = ok(&edge, &format!("/{GIF}?width=120&format=webp&anim=false"), "*/*");
+    assert_eq!(
+        png.as_raw(),
+        first.to_rgba8().as_raw(),
+        "the first frame, untouched"
+    );
+    let r = ok(
+        &edge,
+        &format!("/{GIF}?width=120&format=webp&anim=false"),
+        "*/*",
+    );
     let d = image::codecs::webp::WebPDecoder::new(Cursor::new(&r.body)).unwrap();
     assert!(!d.has_animation());
     // anim=false is its own cache entry
@@ -191,7 +223,10 @@ fn format_auto_picks_an_animated_format_the_client_takes() {
     let (_o, edge) = setup("");
     for src in [GIF, WEBP] {
         for (accept, ct) in [
-            ("image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "image/webp"),
+            (
+                "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
+                "image/webp",
+            ),
             ("image/webp,*/*", "image/webp"),
             ("image/avif,*/*", "image/gif"),
             ("image/*,*/*", "image/gif"),
@@ -229,7 +264,11 @@ fn a_crafted_header_with_10000_frames_is_refused_before_decoding() {
         "{}",
         r.text()
     );
-    assert_eq!(origin.hits("/bomb.gif"), 1, "the repeat is answered up front");
+    assert_eq!(
+        origin.hits("/bomb.gif"),
+        1,
+        "the repeat is answered up front"
+    );
     // 10 000 frames of a 1000x1000 screen would be 40 GB of RGBA: none was made
     let after = edge.metric("imgedge_process_resident_bytes");
     assert!(

@@ -106,7 +106,9 @@ pub(crate) fn run(
     for (n, frame) in codec::frames(src, probe)?.enumerate() {
         if n as u64 >= anim.frames as u64 {
             // the limits were checked on the header's count
-            return Err(TransformError::Corrupt("more frames than the header".into()));
+            return Err(TransformError::Corrupt(
+                "more frames than the header".into(),
+            ));
         }
         let (pixels, delay) = frame?;
         let img = each(pixels)?;
@@ -137,7 +139,9 @@ fn new_sink(
     quality: u8,
 ) -> Result<Sink, TransformError> {
     Ok(match format {
-        OutputFormat::Webp => Sink::Webp(webp_anim::Encoder::new(w, h, plays, quality.clamp(1, 100))?),
+        OutputFormat::Webp => {
+            Sink::Webp(webp_anim::Encoder::new(w, h, plays, quality.clamp(1, 100))?)
+        }
         _ => Sink::Gif(gif_anim::Encoder::new(plays)?),
     })
 }
@@ -159,16 +163,79 @@ mod tests {
         let of = |s: &TransformSpec, d, still| output_format(s, d, still, OutputFormat::Gif);
         assert_eq!(of(&spec(C::Source, true), gif, f), OutputFormat::Gif);
         assert_eq!(of(&spec(C::Source, false), gif, f), f);
-        assert_eq!(of(&spec(C::Source, true), webp, OutputFormat::Webp), OutputFormat::Webp);
-        assert_eq!(of(&spec(C::Auto, true), gif, OutputFormat::Avif), OutputFormat::Gif);
         assert_eq!(
-            output_format(&spec(C::Auto, true), webp, OutputFormat::Avif, OutputFormat::Webp),
+            of(&spec(C::Source, true), webp, OutputFormat::Webp),
             OutputFormat::Webp
         );
-        assert_eq!(of(&spec(C::Auto, true), jpeg, OutputFormat::Avif), OutputFormat::Avif);
+        assert_eq!(
+            of(&spec(C::Auto, true), gif, OutputFormat::Avif),
+            OutputFormat::Gif
+        );
+        assert_eq!(
+            output_format(
+                &spec(C::Auto, true),
+                webp,
+                OutputFormat::Avif,
+                OutputFormat::Webp
+            ),
+            OutputFormat::Webp
+        );
+        assert_eq!(
+            of(&spec(C::Auto, true), jpeg, OutputFormat::Avif),
+            OutputFormat::Avif
+        );
         let png = C::Fixed(OutputFormat::Png);
         assert_eq!(of(&spec(png, true), gif, f), f);
         assert_eq!(auto_format(true), OutputFormat::Webp);
         assert_eq!(auto_format(false), OutputFormat::Gif);
+    }
+
+    fn w(width: u32) -> TransformSpec {
+        TransformSpec {
+            width: Some(width),
+            ..TransformSpec::default()
+        }
+    }
+
+    #[test]
+    fn limits_refuse_from_the_header_alone() {
+        use crate::image::pipeline::prepare;
+        // 10 000 frames of 1000x1000: 40 GB of RGBA if decoded; prepare decodes nothing
+        let bomb = gif_anim::crafted(1000, 1000, 10_000, Some(0));
+        let l = Limits::default();
+        let e = prepare(&bomb, &w(100), OutputFormat::Gif, &l).unwrap_err();
+        assert!(e.to_string().contains("max_animation_frames"), "{e}");
+        assert_eq!(e.reason(), "bomb");
+        let few = gif_anim::crafted(1000, 1000, 60, Some(0));
+        let e = prepare(&few, &w(100), OutputFormat::Webp, &l).unwrap_err();
+        assert!(e.to_string().contains("max_animation_pixels"), "{e}");
+        // the first frame alone: no animation limit applies
+        assert!(prepare(&bomb, &w(100), OutputFormat::Png, &l).is_ok());
+        let still = TransformSpec {
+            anim: false,
+            ..w(100)
+        };
+        assert!(prepare(&bomb, &still, OutputFormat::Gif, &l).is_ok());
+    }
+
+    #[test]
+    fn fixture_frames_are_made_one_by_one() {
+        use crate::image::pipeline::transform;
+        let src = crate::image::tests::fixture("seeding_pan_anim_240.gif");
+        for format in [OutputFormat::Webp, OutputFormat::Gif] {
+            let out = transform(&src, &w(120), format, &Limits::default()).unwrap();
+            assert_eq!((out.format, out.width, out.height), (format, 120, 80));
+            let probe = codec::probe(&out.bytes).unwrap();
+            assert_eq!((probe.width, probe.height), (120, 80));
+            let h = codec::animation(&out.bytes, &probe).unwrap();
+            assert_eq!(
+                h,
+                Some(AnimHeader {
+                    frames: 4,
+                    plays: 0
+                }),
+                "{format:?}"
+            );
+        }
     }
 }

@@ -145,7 +145,12 @@ fn encode_bytes(format: OutputFormat, canvas: u64) -> u64 {
 /// canvases (the frame composed, the previous one kept for disposal), the encoder's own
 /// canvases, and the output, which grows with every frame: about a byte per pixel for GIF
 /// (LZW of palette indices: photo noise barely compresses), well under for lossy WebP.
-pub fn animation_bytes(probe: &Probe, frames: u32, canvas: (u32, u32), format: OutputFormat) -> u64 {
+pub fn animation_bytes(
+    probe: &Probe,
+    frames: u32,
+    canvas: (u32, u32),
+    format: OutputFormat,
+) -> u64 {
     let screen = probe.pixels() * 4 * 2;
     let out = pixels(canvas);
     let (encoder, per_frame) = match format {

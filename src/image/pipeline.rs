@@ -4,7 +4,8 @@
 //! saliency on the decoded pixels) -> colour (brightness, contrast, gamma,
 //! saturation) -> blur, sharpen -> pad/flatten onto the background -> border -> encode. The caller decides the output format. [`prepare`] does
 //! everything the header allows (limits, geometry, the memory estimate) before a pixel is
-//! decoded; [`Prepared::run`] does the rest.
+//! decoded; [`Prepared::run`] does the rest. An animation kept animated (`animation`) goes
+//! through the same steps frame by frame.
 
 use crate::image::animation;
 use crate::image::codec::{self, probe, AnimHeader, Probe};

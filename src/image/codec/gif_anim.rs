@@ -86,7 +86,7 @@ pub(crate) fn frames(
 ) -> Result<impl Iterator<Item = Result<(Pixels, u32), TransformError>> + '_, TransformError> {
     let mut dec =
         image::codecs::gif::GifDecoder::new(Cursor::new(b)).map_err(image_crate::error(w, h))?;
-    image::ImageDecoder::set_limits(&mut dec, image_crate::limits(w, h))
+    image::ImageDecoder::set_limits(&mut dec, image_crate::decode_limits(w, h))
         .map_err(image_crate::error(w, h))?;
     Ok(image_crate::frames(dec.into_frames(), w, h))
 }
@@ -179,31 +179,33 @@ fn rgba(p: &Pixels) -> Vec<u8> {
     out
 }
 
+/// Test input: a GIF of `frames` 1x1 frames on a `w` x `h` screen, with a NETSCAPE2.0
+/// `repeat`.
+#[cfg(test)]
+pub(crate) fn crafted(w: u16, h: u16, frames: u32, repeat: Option<u16>) -> Vec<u8> {
+    let mut b = b"GIF89a".to_vec();
+    b.extend_from_slice(&w.to_le_bytes());
+    b.extend_from_slice(&h.to_le_bytes());
+    // global colour table of 2 entries
+    b.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+    if let Some(r) = repeat {
+        b.extend_from_slice(b"\x21\xFF\x0bNETSCAPE2.0\x03\x01");
+        b.extend_from_slice(&r.to_le_bytes());
+        b.push(0);
+    }
+    for _ in 0..frames {
+        // graphic control: 100 ms
+        b.extend_from_slice(&[0x21, 0xF9, 4, 0, 10, 0, 0, 0]);
+        // a 1x1 frame at 0,0: LZW code size 2, clear, index 0, end
+        b.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0]);
+    }
+    b.push(0x3B);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A GIF of `frames` 1x1 frames on a `w` x `h` screen, with a NETSCAPE2.0 `repeat`.
-    pub(crate) fn crafted(w: u16, h: u16, frames: u32, repeat: Option<u16>) -> Vec<u8> {
-        let mut b = b"GIF89a".to_vec();
-        b.extend_from_slice(&w.to_le_bytes());
-        b.extend_from_slice(&h.to_le_bytes());
-        // global colour table of 2 entries
-        b.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
-        if let Some(r) = repeat {
-            b.extend_from_slice(b"\x21\xFF\x0bNETSCAPE2.0\x03\x01");
-            b.extend_from_slice(&r.to_le_bytes());
-            b.push(0);
-        }
-        for _ in 0..frames {
-            // graphic control: 100 ms
-            b.extend_from_slice(&[0x21, 0xF9, 4, 0, 10, 0, 0, 0]);
-            // a 1x1 frame at 0,0: LZW code size 2, clear, index 0, end
-            b.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0]);
-        }
-        b.push(0x3B);
-        b
-    }
 
     #[test]
     fn counts_frames_and_plays() {

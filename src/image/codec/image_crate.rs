@@ -82,7 +82,7 @@ fn map_image_error(e: image::ImageError, w: u32, h: u32) -> TransformError {
 
 /// The `image` crate's limits for a source probed at `w` x `h`: no larger image, and room for
 /// one 16-bit RGBA copy plus conversion.
-pub(crate) fn limits(w: u32, h: u32) -> image::Limits {
+pub(crate) fn decode_limits(w: u32, h: u32) -> image::Limits {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);

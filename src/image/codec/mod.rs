@@ -109,8 +109,7 @@ pub fn animation(bytes: &[u8], probe: &Probe) -> Result<Option<AnimHeader>, Tran
 pub fn frames<'a>(
     bytes: &'a [u8],
     probe: &Probe,
-) -> Result<Box<dyn Iterator<Item = Result<(Pixels, u32), TransformError>> + 'a>, TransformError>
-{
+) -> Result<Box<dyn Iterator<Item = Result<(Pixels, u32), TransformError>> + 'a>, TransformError> {
     let (w, h) = (probe.width, probe.height);
     Ok(match probe.format {
         SourceFormat::Gif => Box::new(gif_anim::frames(bytes, w, h)?),

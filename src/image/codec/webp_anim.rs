@@ -54,9 +54,9 @@ pub(crate) fn frames(
     w: u32,
     h: u32,
 ) -> Result<impl Iterator<Item = Result<(Pixels, u32), TransformError>> + '_, TransformError> {
-    let mut dec = image::codecs::webp::WebPDecoder::new(Cursor::new(b))
-        .map_err(image_crate::error(w, h))?;
-    image::ImageDecoder::set_limits(&mut dec, image_crate::limits(w, h))
+    let mut dec =
+        image::codecs::webp::WebPDecoder::new(Cursor::new(b)).map_err(image_crate::error(w, h))?;
+    image::ImageDecoder::set_limits(&mut dec, image_crate::decode_limits(w, h))
         .map_err(image_crate::error(w, h))?;
     Ok(image_crate::frames(dec.into_frames(), w, h))
 }
@@ -163,8 +163,12 @@ impl Encoder {
         // SAFETY: a null frame ends the animation at `timestamp`; the assembled data is
         // libwebp's, copied out and freed here.
         unsafe {
-            if sys::WebPAnimEncoderAdd(self.enc, std::ptr::null_mut(), self.timestamp, std::ptr::null())
-                == 0
+            if sys::WebPAnimEncoderAdd(
+                self.enc,
+                std::ptr::null_mut(),
+                self.timestamp,
+                std::ptr::null(),
+            ) == 0
                 || sys::WebPAnimEncoderAssemble(self.enc, &mut data) == 0
             {
                 return Err(self.error("assembling"));
@@ -239,7 +243,10 @@ mod tests {
                 plays: 3
             })
         );
-        assert_eq!(header(&crafted(1, 1, 10_000, 0)).unwrap().unwrap().frames, 10_000);
+        assert_eq!(
+            header(&crafted(1, 1, 10_000, 0)).unwrap().unwrap().frames,
+            10_000
+        );
         assert_eq!(header(&b[..b.len() - 3]), Err(TransformError::Truncated));
         let still = crate::image::tests::fixture("aitzgorri_480.webp");
         assert_eq!(header(&still).unwrap(), None);
@@ -260,10 +267,7 @@ mod tests {
         let out = enc.finish().unwrap();
         let h = header(&out).unwrap().unwrap();
         assert_eq!((h.frames, h.plays), (3, 2));
-        let delays: Vec<u32> = frames(&out, 8, 4)
-            .unwrap()
-            .map(|f| f.unwrap().1)
-            .collect();
+        let delays: Vec<u32> = frames(&out, 8, 4).unwrap().map(|f| f.unwrap().1).collect();
         assert_eq!(delays, [40, 80, 120]);
     }
 }

@@ -16,12 +16,12 @@ pub use failure::{Failure, Scope};
 pub use sign::{sign_url, sign_url_with, SignOptions};
 
 use crate::config::TransformSettings;
+use crate::image::animation;
 use crate::image::decoded::DecodedCache;
 use crate::image::error::{ParamError, PoolError, TransformError};
-use crate::image::animation;
 use crate::image::format::{
-    negotiate, negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated, OutputFormat,
-    SourceFormat,
+    negotiate, negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated,
+    OutputFormat, SourceFormat,
 };
 use crate::image::hints::ClientHints;
 use crate::image::params::{parse_query_hinted, Presets};
@@ -222,7 +222,10 @@ impl Transformer {
             canonical.push_str(&format!("{AUTO_WIDTH}{}", used.bits()));
         }
         let avif = Negotiated::Format(OutputFormat::Avif);
-        if spec.format == FormatChoice::Auto && negotiated == avif && anim_auto != OutputFormat::Webp {
+        if spec.format == FormatChoice::Auto
+            && negotiated == avif
+            && anim_auto != OutputFormat::Webp
+        {
             // AVIF for a still, GIF (not WebP) for an animation: an entry apart
             canonical.push_str(",a=gif");
         }
