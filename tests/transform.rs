@@ -79,6 +79,7 @@ fn magic(b: &[u8]) -> &'static str {
         Ok(ImageFormat::Png) => "png",
         Ok(ImageFormat::WebP) => "webp",
         Ok(ImageFormat::Avif) => "avif",
+        Ok(ImageFormat::Gif) => "gif",
         _ if b.len() > 12 && &b[4..12] == b"ftypavif" => "avif",
         _ => "unknown",
     }
@@ -117,11 +118,11 @@ fn output_format_for_every_format_and_auto() {
     // Each negotiated format is its own cache entry: a repeat is a hit with the same format.
     let r = get_with(&url("format=auto"), &[("Accept", "image/webp")]);
     assert_eq!((r.cache(), magic(&r.body)), ("HIT", "webp"));
-    // PNG and WebP sources, and the first frame of an animated GIF (as PNG).
+    // PNG and WebP sources, and an animated GIF (kept a GIF, animated: tests/animation.rs).
     let r = get(&edge.url("/aitzgorri_480.webp?width=100"));
     assert_eq!(magic(&r.body), "webp");
     let r = get(&edge.url("/seeding_pan_anim_240.gif?width=100"));
-    assert_eq!((magic(&r.body), decode(&r).width()), ("png", 100));
+    assert_eq!((magic(&r.body), decode(&r).width()), ("gif", 100));
 }
 
 #[test]

@@ -80,6 +80,13 @@ pub const TRANSFORM_MAX_OUTPUT_PIXELS: u64 = 4096 * 4096;
 pub const TRANSFORM_MAX_SOURCE_BYTES: u64 = 32 << 20;
 /// 50 megapixels: larger sources are refused from their header, before decoding.
 pub const TRANSFORM_MAX_SOURCE_PIXELS: u64 = 50_000_000;
+/// `transform.max_animation_frames`: an animation with more frames is refused (422) unless
+/// only its first frame is asked for; imgix refuses GIFs over 900 frames.
+pub const TRANSFORM_MAX_ANIMATION_FRAMES: u32 = 1000;
+/// `transform.max_animation_pixels`: frames x canvas, 50 megapixels, the size above which
+/// Cloudflare stops transforming animations. Frames are made one at a time, so this bounds
+/// the time (and the output's size), not the memory.
+pub const TRANSFORM_MAX_ANIMATION_PIXELS: u64 = 50_000_000;
 /// `transform.max_memory_bytes`: 1 GiB. The costliest job the default limits admit (a 50 MP
 /// 16-bit PNG) peaks near 600 MB, so it fits, beside a few ordinary jobs
 /// (a 12 MP JPEG to 1200 px WebP holds ~40 MB). A fixed size rather than a share of RAM: the

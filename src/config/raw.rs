@@ -147,6 +147,8 @@ pub struct RawTransform {
     pub max_output_pixels: Option<u64>,
     pub max_source_bytes: Option<Quantity>,
     pub max_source_pixels: Option<u64>,
+    pub max_animation_frames: Option<u32>,
+    pub max_animation_pixels: Option<u64>,
     pub max_memory_bytes: Option<Quantity>,
     pub decoded_cache_bytes: Option<Quantity>,
     pub workers: Option<usize>,

@@ -92,7 +92,7 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
             Some(f) => allowed_formats.push(f),
             None => errs.add(
                 format!("transform.formats[{i}]"),
-                format!("{f:?} is not one of avif, webp, jpeg, png"),
+                format!("{f:?} is not one of avif, webp, jpeg, png, gif"),
             ),
         }
     }
@@ -121,6 +121,19 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
         avif_speed,
         allowed_formats,
         keep_color_profile,
+        max_animation_frames: positive(
+            t.max_animation_frames.map(u64::from),
+            defaults::TRANSFORM_MAX_ANIMATION_FRAMES.into(),
+            "max_animation_frames",
+            errs,
+        )
+        .min(u32::MAX.into()) as u32,
+        max_animation_pixels: positive(
+            t.max_animation_pixels,
+            defaults::TRANSFORM_MAX_ANIMATION_PIXELS,
+            "max_animation_pixels",
+            errs,
+        ),
     };
     let mut presets = Presets::new();
     for (name, params) in t.presets.unwrap_or_default() {

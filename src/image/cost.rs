@@ -150,5 +150,27 @@ fn encode_bytes(format: OutputFormat, canvas: u64) -> u64 {
         OutputFormat::Webp => canvas * 6,
         // rav1e: our RGB copy, the 10-bit planes, its reference and analysis frames.
         OutputFormat::Avif => canvas * 36,
+        // an RGBA copy, the palette indices and the LZW output
+        OutputFormat::Gif => canvas * 6,
     }
+}
+
+/// What an animation holds beside one frame's work (the still estimate): the decoder's
+/// canvases (the frame composed, the previous one kept for disposal), the encoder's own
+/// canvases, and the output, which grows with every frame: about a byte per pixel for GIF
+/// (LZW of palette indices: photo noise barely compresses), well under for lossy WebP.
+pub fn animation_bytes(
+    probe: &Probe,
+    frames: u32,
+    canvas: (u32, u32),
+    format: OutputFormat,
+) -> u64 {
+    let screen = probe.pixels() * 4 * 2;
+    let out = pixels(canvas);
+    let (encoder, per_frame) = match format {
+        // WebPAnimEncoder keeps the previous canvas and candidate sub-frames (RGBA)
+        OutputFormat::Webp => (out * 4 * 4, out / 2),
+        _ => (out * 4, out),
+    };
+    screen + encoder + per_frame * frames as u64
 }

@@ -30,6 +30,15 @@ pub enum TransformError {
     TooManyPixels { w: u32, h: u32, max: u64 },
     #[error("output image would be {w}x{h} pixels, above the maximum {max} pixels")]
     OutputTooLarge { w: u32, h: u32, max: u64 },
+    /// An animation over `transform.max_animation_frames` or `max_animation_pixels` (only
+    /// when it would be kept animated: its first frame alone is still made).
+    #[error("animation has {frames} frames of {w}x{h} pixels, above the maximum {what}")]
+    AnimationTooLarge {
+        frames: u32,
+        w: u32,
+        h: u32,
+        what: String,
+    },
     #[error("source is not an image in a supported format (JPEG, PNG, WebP, GIF)")]
     NotAnImage,
     #[error("unsupported image: {0}")]
@@ -51,7 +60,9 @@ impl TransformError {
         match self {
             TransformError::TooLarge { .. } | TransformError::OutputTooLarge { .. } => "too_big",
             TransformError::Trim(_) => "bad_data",
-            TransformError::TooManyPixels { .. } => "bomb",
+            TransformError::TooManyPixels { .. } | TransformError::AnimationTooLarge { .. } => {
+                "bomb"
+            }
             TransformError::NotAnImage
             | TransformError::Unsupported(_)
             | TransformError::Corrupt(_)

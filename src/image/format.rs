@@ -20,8 +20,8 @@ impl SourceFormat {
         }
     }
 
-    /// The output format used for "same as source": GIF becomes PNG (first frame only,
-    /// there is no GIF encoder).
+    /// The output format used for "same as source" when a still is made: GIF becomes PNG
+    /// (its first frame; an animation kept is `image::animation::output_format`'s choice).
     pub fn same_output(&self) -> OutputFormat {
         match self {
             SourceFormat::Jpeg => OutputFormat::Jpeg,
@@ -38,14 +38,17 @@ pub enum OutputFormat {
     Webp,
     Jpeg,
     Png,
+    /// Made for animations (`image::animation`); a still GIF source kept as GIF.
+    Gif,
 }
 
 impl OutputFormat {
-    pub const ALL: [OutputFormat; 4] = [
+    pub const ALL: [OutputFormat; 5] = [
         OutputFormat::Avif,
         OutputFormat::Webp,
         OutputFormat::Jpeg,
         OutputFormat::Png,
+        OutputFormat::Gif,
     ];
 
     pub fn content_type(&self) -> &'static str {
@@ -54,6 +57,7 @@ impl OutputFormat {
             OutputFormat::Webp => "image/webp",
             OutputFormat::Jpeg => "image/jpeg",
             OutputFormat::Png => "image/png",
+            OutputFormat::Gif => "image/gif",
         }
     }
 
@@ -63,6 +67,7 @@ impl OutputFormat {
             OutputFormat::Webp => "webp",
             OutputFormat::Jpeg => "jpeg",
             OutputFormat::Png => "png",
+            OutputFormat::Gif => "gif",
         }
     }
 
@@ -73,6 +78,7 @@ impl OutputFormat {
             "webp" => Some(OutputFormat::Webp),
             "jpeg" | "jpg" => Some(OutputFormat::Jpeg),
             "png" => Some(OutputFormat::Png),
+            "gif" => Some(OutputFormat::Gif),
             _ => None,
         }
     }

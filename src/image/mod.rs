@@ -8,11 +8,13 @@
 //! - `info`: `format=json`, the output's and the original's sizes from the header alone.
 //! - `pipeline::transform` runs one transform: probe, decode, the `ops`, encode; `cost`
 //!   estimates from the header what one holds in memory.
+//! - `animation`: animated GIF and WebP kept animated, frame by frame, within their limits.
 //! - `codec/`: one file per format (probe, decode, encode) and the dispatch over them.
 //! - `ops/`: one file per pixel operation (fit geometry, resize, orientation, pad, flatten).
 //! - `pool`: the bounded thread pool transforms run on, and the memory budget they reserve
 //!   from; `error`: every error type here.
 
+pub mod animation;
 pub mod codec;
 pub mod cost;
 pub mod decoded;

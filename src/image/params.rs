@@ -5,7 +5,7 @@
 //! Parameters: Cloudflare Images' option names, every one listed in [`PARAMS`]: implemented
 //! (`width`/`w`, `height`/`h`, `dpr`, `fit`, `gravity`, `format`, `quality`/`q`, `background`,
 //! `trim` and `trim.*`, `rotate`, `flip`, `brightness`, `contrast`, `gamma`, `saturation`,
-//! `blur`, `sharpen`, `border`, `compression`, `onerror`) or refused with a reason (400 before any origin
+//! `blur`, `sharpen`, `border`, `compression`, `onerror`, `anim`) or refused with a reason (400 before any origin
 //! request), plus `preset=NAME`. Value syntax and ranges: `values.rs`.
 //!
 //! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
@@ -52,6 +52,7 @@ pub struct Preset {
     pub onerror_redirect: Option<bool>,
     /// `format=json` (kept apart from `format`: a later `format=` in the URL replaces it).
     pub json: Option<bool>,
+    pub anim: Option<bool>,
 }
 
 impl Preset {
@@ -81,6 +82,7 @@ impl Preset {
             fast: other.fast.or(self.fast),
             onerror_redirect: other.onerror_redirect.or(self.onerror_redirect),
             json: other.json.or(self.json),
+            anim: other.anim.or(self.anim),
         }
     }
 
@@ -130,6 +132,7 @@ pub(crate) enum Key {
     Border,
     Compression,
     OnError,
+    Anim,
     /// A Cloudflare option imgedge refuses (400 before any origin request), with the reason.
     Unsupported(&'static str),
 }
@@ -185,7 +188,7 @@ pub(crate) const PARAMS: &[(&str, Key)] = &[
     ("sharpen", Key::Sharpen),
     ("border", Key::Border),
     ("compression", Key::Compression),
-    ("anim", Key::Unsupported(LATER)),
+    ("anim", Key::Anim),
     ("metadata", Key::Unsupported(LATER)),
     ("onerror", Key::OnError),
     ("slow-connection-quality", Key::Unsupported(LATER)),
@@ -323,6 +326,11 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
         Key::OnError => match v {
             "redirect" => p.onerror_redirect = Some(true),
             _ => return Err(err(format!("{} is not redirect", quoted(v)))),
+        },
+        Key::Anim => match v {
+            "true" => p.anim = Some(true),
+            "false" => p.anim = Some(false),
+            _ => return Err(err(format!("{} is not true or false", quoted(v)))),
         },
         Key::Unsupported(why) => return Err(err(why.to_string())),
         Key::Preset => return Err(err("a preset cannot name another preset".to_string())),
@@ -477,6 +485,7 @@ fn finalize(p: &Preset, limits: &Limits, hints: &ClientHints) -> Result<Transfor
         border,
         fast: p.fast.unwrap_or(false),
         onerror_redirect: p.onerror_redirect.unwrap_or(false),
+        anim: p.anim.unwrap_or(true),
         json,
     })
 }

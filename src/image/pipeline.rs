@@ -4,9 +4,11 @@
 //! saliency on the decoded pixels) -> colour (brightness, contrast, gamma,
 //! saturation) -> blur, sharpen -> pad/flatten onto the background -> border -> encode. The caller decides the output format. [`prepare`] does
 //! everything the header allows (limits, geometry, the memory estimate) before a pixel is
-//! decoded; [`Prepared::run`] does the rest.
+//! decoded; [`Prepared::run`] does the rest. An animation kept animated (`animation`) goes
+//! through the same steps frame by frame.
 
-use crate::image::codec::{self, probe, Probe};
+use crate::image::animation;
+use crate::image::codec::{self, probe, AnimHeader, Probe};
 use crate::image::cost;
 use crate::image::decoded::DecodedCache;
 use crate::image::error::TransformError;
@@ -75,6 +77,8 @@ pub struct Prepared {
     source_bytes: u64,
     /// Colour, blur, sharpen or border work on the output (extra buffers).
     filtered: bool,
+    /// An animation kept animated (`image::animation`): its frames are made one at a time.
+    anim: Option<AnimHeader>,
 }
 
 /// Checks, in order, before any pixel buffer is allocated: `max_source_bytes`, the magic
@@ -123,6 +127,7 @@ pub fn prepare(
             max: limits.max_output_pixels,
         });
     }
+    let anim = animation::plan(src, &probe, spec, format, limits)?;
     let jpeg_denom = if spec.trim_border.is_some() {
         // the border is found on the full-size pixels, and the crop is not known before
         1
@@ -136,6 +141,7 @@ pub fn prepare(
         format,
         source_bytes: src.len() as u64,
         filtered: spec.adjust != Default::default() || spec.border.is_some(),
+        anim,
     })
 }
 
@@ -225,7 +231,7 @@ impl Prepared {
             && c.y == 0.0
             && c.w == self.probe.width as f64
             && c.h == self.probe.height as f64;
-        cost::peak_bytes(&cost::Stages {
+        let still = cost::peak_bytes(&cost::Stages {
             source_bytes: self.source_bytes,
             probe: self.probe,
             decoded: (dw, dh),
@@ -237,7 +243,11 @@ impl Prepared {
             canvas: l.output,
             filtered: self.filtered,
             format: self.format,
-        })
+        });
+        match self.anim {
+            Some(a) => still + cost::animation_bytes(&self.probe, a.frames, l.output, self.format),
+            None => still,
+        }
     }
 
     /// Decodes, resizes, orients, pads or flattens, and encodes `src` (the bytes it was
@@ -262,79 +272,38 @@ impl Prepared {
     ) -> Result<Output, TransformError> {
         let Prepared {
             probe,
-            mut layout,
+            layout,
             jpeg_denom,
             format,
+            anim,
             ..
         } = self;
+        let quality = spec.quality.unwrap_or(limits.default_quality);
+        if let Some(anim) = anim {
+            // every frame shares the geometry settled on the first
+            let mut shape = None;
+            let each = |frame: Pixels| {
+                let frame = Arc::new(frame);
+                let s = shape.get_or_insert_with(|| settle(&frame, &probe, layout.clone(), spec));
+                draw(frame, s, spec, format)
+            };
+            let (bytes, (width, height)) =
+                animation::run(src, &probe, anim, format, quality, each)?;
+            return Ok(Output {
+                bytes,
+                format,
+                width,
+                height,
+                source: probe.format,
+                reused_decode: false,
+            });
+        }
         // `keep`: AVIF cannot carry the profile (ravif writes none), so its output is converted
         let keep = limits.keep_color_profile && format != OutputFormat::Avif;
         let decoded = decoded.filter(|_| keep == limits.keep_color_profile);
         let (pixels, reused_decode) = decode_or_reuse(src, &probe, jpeg_denom, decoded, keep)?;
-        let fx = pixels.width as f64 / probe.width as f64;
-        let fy = pixels.height as f64 / probe.height as f64;
-        let scaled = |r: Rect| Rect {
-            x: r.x * fx,
-            y: r.y * fy,
-            w: r.w * fx,
-            h: r.h * fy,
-        };
-        if let Some(t) = &spec.trim_border {
-            // the geometry again, on what the border leaves (never larger than prepared)
-            let kept = trim_border::content(&pixels, scaled(layout.region), t);
-            let region = Rect {
-                x: kept.x / fx,
-                y: kept.y / fy,
-                w: kept.w / fx,
-                h: kept.h / fy,
-            };
-            layout = layout_of(region, probe.orientation, spec);
-        }
-        let Layout {
-            plan,
-            crop,
-            region,
-            auto_crop,
-            orientation,
-            resized: (rw, rh),
-            ..
-        } = layout;
-        let mut crop = scaled(crop);
-        if auto_crop {
-            // saliency is the same in any orientation: the window is placed on the stored pixels
-            (crop.x, crop.y) = saliency::best_window(&pixels, scaled(region), crop.w, crop.h);
-        }
-        let resized = if is_identity(&pixels, crop, rw, rh) {
-            Arc::unwrap_or_clone(pixels)
-        } else {
-            resize_from(&pixels, crop, rw, rh)?
-        };
-        let img = apply_orientation(resized, orientation);
-        let mut img = adjust(img, spec);
-
-        let flatten_bg = spec.background.unwrap_or([255, 255, 255]);
-        if plan.is_padded() {
-            let canvas_bg = if format.has_alpha() {
-                spec.background
-            } else {
-                Some(flatten_bg)
-            };
-            img = pad(
-                &img,
-                plan.canvas_w,
-                plan.canvas_h,
-                plan.offset_x,
-                plan.offset_y,
-                canvas_bg,
-            );
-        }
-        if !format.has_alpha() {
-            img = flatten(img, flatten_bg);
-        }
-        if let Some(b) = &spec.border {
-            img = border::border(&img, b);
-        }
-        let quality = spec.quality.unwrap_or(limits.default_quality);
+        let shape = settle(&pixels, &probe, layout, spec);
+        let img = draw(pixels, &shape, spec, format)?;
         let mut bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
         if keep {
             if let Some(icc) = codec::icc::profile(src, probe.format) {
@@ -352,6 +321,98 @@ impl Prepared {
             reused_decode,
         })
     }
+}
+
+/// The geometry once the decoded pixels are seen: `trim=border` and `gravity=auto` decided on
+/// them (for an animation, on its first frame: every frame is cut alike).
+#[derive(Clone, Debug)]
+struct Shape {
+    plan: Plan,
+    /// The crop in the decoded pixels.
+    crop: Rect,
+    resized: (u32, u32),
+    orientation: u8,
+}
+
+/// Settles `layout` on the decoded `pixels` (of the probed source, maybe DCT-scaled).
+fn settle(pixels: &Pixels, probe: &Probe, mut layout: Layout, spec: &TransformSpec) -> Shape {
+    let fx = pixels.width as f64 / probe.width as f64;
+    let fy = pixels.height as f64 / probe.height as f64;
+    let scaled = |r: Rect| Rect {
+        x: r.x * fx,
+        y: r.y * fy,
+        w: r.w * fx,
+        h: r.h * fy,
+    };
+    if let Some(t) = &spec.trim_border {
+        // the geometry again, on what the border leaves (never larger than prepared)
+        let kept = trim_border::content(pixels, scaled(layout.region), t);
+        let region = Rect {
+            x: kept.x / fx,
+            y: kept.y / fy,
+            w: kept.w / fx,
+            h: kept.h / fy,
+        };
+        layout = layout_of(region, probe.orientation, spec);
+    }
+    let mut crop = scaled(layout.crop);
+    if layout.auto_crop {
+        // saliency is the same in any orientation: the window is placed on the stored pixels
+        (crop.x, crop.y) = saliency::best_window(pixels, scaled(layout.region), crop.w, crop.h);
+    }
+    Shape {
+        plan: layout.plan,
+        crop,
+        resized: layout.resized,
+        orientation: layout.orientation,
+    }
+}
+
+/// Crops and resizes, orients, adjusts, pads or flattens and borders the decoded `pixels`.
+fn draw(
+    pixels: Arc<Pixels>,
+    shape: &Shape,
+    spec: &TransformSpec,
+    format: OutputFormat,
+) -> Result<Pixels, TransformError> {
+    let Shape {
+        plan,
+        crop,
+        resized: (rw, rh),
+        orientation,
+    } = shape;
+    let (crop, rw, rh) = (*crop, *rw, *rh);
+    let resized = if is_identity(&pixels, crop, rw, rh) {
+        Arc::unwrap_or_clone(pixels)
+    } else {
+        resize_from(&pixels, crop, rw, rh)?
+    };
+    let img = apply_orientation(resized, *orientation);
+    let mut img = adjust(img, spec);
+
+    let flatten_bg = spec.background.unwrap_or([255, 255, 255]);
+    if plan.is_padded() {
+        let canvas_bg = if format.has_alpha() {
+            spec.background
+        } else {
+            Some(flatten_bg)
+        };
+        img = pad(
+            &img,
+            plan.canvas_w,
+            plan.canvas_h,
+            plan.offset_x,
+            plan.offset_y,
+            canvas_bg,
+        );
+    }
+    if !format.has_alpha() {
+        img = flatten(img, flatten_bg);
+    }
+    if let Some(b) = &spec.border {
+        img = border::border(&img, b);
+    }
+    Ok(img)
 }
 
 /// The decoded source: from `cache` when it holds this source with enough resolution (or is

@@ -218,6 +218,10 @@ pub struct Limits {
     /// `transform.color_profile: keep`: an RGB source's own profile is not applied but
     /// embedded in the output (JPEG, PNG, WebP; AVIF output is converted to sRGB).
     pub keep_color_profile: bool,
+    /// Most frames of an animation kept animated.
+    pub max_animation_frames: u32,
+    /// Most pixels of an animation kept animated: frames x canvas.
+    pub max_animation_pixels: u64,
 }
 
 impl Default for Limits {
@@ -232,6 +236,8 @@ impl Default for Limits {
             avif_speed: 10,
             allowed_formats: Vec::new(),
             keep_color_profile: false,
+            max_animation_frames: 1000,
+            max_animation_pixels: 50_000_000,
         }
     }
 }
@@ -273,6 +279,9 @@ pub struct TransformSpec {
     /// `format=json`: the output's and the original's sizes as JSON instead of an image
     /// (`image::info`); `format` is then `Source`.
     pub json: bool,
+    /// `anim` (default true): an animated source stays animated in GIF and WebP output;
+    /// `false`: its first frame only (`image::animation`).
+    pub anim: bool,
 }
 
 impl Default for TransformSpec {
@@ -296,6 +305,7 @@ impl Default for TransformSpec {
             fast: false,
             onerror_redirect: false,
             json: false,
+            anim: true,
         }
     }
 }
@@ -424,6 +434,9 @@ impl TransformSpec {
         }
         if self.fast {
             p.push(("c", "compression", "fast".to_string()));
+        }
+        if !self.anim {
+            p.push(("anim", "anim", "false".to_string()));
         }
     }
 }

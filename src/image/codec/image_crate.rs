@@ -79,3 +79,67 @@ fn map_image_error(e: image::ImageError, w: u32, h: u32) -> TransformError {
         }
     }
 }
+
+/// The `image` crate's limits for a source probed at `w` x `h`: no larger image, and room for
+/// one 16-bit RGBA copy plus conversion.
+pub(crate) fn decode_limits(w: u32, h: u32) -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(
+        (w as u64 * h as u64)
+            .saturating_mul(16)
+            .saturating_add(1 << 20),
+    );
+    limits
+}
+
+/// Maps the `image` crate's errors for a source probed at `w` x `h`.
+pub(crate) fn error(w: u32, h: u32) -> impl Fn(image::ImageError) -> TransformError {
+    move |e| map_image_error(e, w, h)
+}
+
+/// An animation's frames, one at a time, as RGBA pixels of the whole `w` x `h` canvas with
+/// each frame's delay in milliseconds; a decoder panic ends them with `Corrupt`.
+pub(crate) fn frames(
+    frames: image::Frames<'_>,
+    w: u32,
+    h: u32,
+) -> impl Iterator<Item = Result<(Pixels, u32), TransformError>> + '_ {
+    let mut frames = Some(frames);
+    std::iter::from_fn(move || {
+        let it = frames.as_mut()?;
+        let next = match catch_unwind(AssertUnwindSafe(|| it.next())) {
+            Ok(next) => next?,
+            Err(_) => Err(image::ImageError::IoError(std::io::Error::other(
+                "decoder panicked",
+            ))),
+        };
+        let item = next.map_err(error(w, h)).and_then(|f| {
+            let (n, d) = f.delay().numer_denom_ms();
+            let delay = if d == 0 { 0 } else { n / d };
+            let img = f.into_buffer();
+            if img.dimensions() != (w, h) {
+                return Err(TransformError::Corrupt(format!(
+                    "frame of {}x{} on a {w}x{h} canvas",
+                    img.width(),
+                    img.height()
+                )));
+            }
+            Ok((
+                Pixels {
+                    width: w,
+                    height: h,
+                    channels: 4,
+                    data: img.into_raw(),
+                },
+                delay,
+            ))
+        });
+        if item.is_err() {
+            // nothing after an error
+            frames = None;
+        }
+        Some(item)
+    })
+}

@@ -7,6 +7,7 @@ mod bytes;
 pub mod exif;
 pub mod gif;
 pub mod icc;
+pub mod gif_anim;
 mod image_crate;
 pub mod jpeg;
 mod jpeg_ac;
@@ -16,6 +17,7 @@ mod jpeg_entropy;
 mod jpeg_scans;
 pub mod png;
 pub mod webp;
+pub mod webp_anim;
 
 use crate::image::error::TransformError;
 use crate::image::format::{OutputFormat, SourceFormat};
@@ -86,6 +88,43 @@ impl Probe {
     pub fn pixels(&self) -> u64 {
         self.width as u64 * self.height as u64
     }
+}
+
+/// An animation's header facts, read without decoding a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnimHeader {
+    pub frames: u32,
+    /// How often it plays: 0 = forever (a GIF without a NETSCAPE2.0 block plays once).
+    pub plays: u32,
+}
+
+/// The animation a GIF or WebP source holds (`None`: a still image, or another format), from
+/// its block or chunk structure alone.
+pub fn animation(bytes: &[u8], probe: &Probe) -> Result<Option<AnimHeader>, TransformError> {
+    match probe.format {
+        SourceFormat::Gif => gif_anim::header(bytes).map(|h| (h.frames > 1).then_some(h)),
+        SourceFormat::Webp => webp_anim::header(bytes),
+        _ => Ok(None),
+    }
+}
+
+/// An animated source's frames, decoded one at a time: RGBA pixels of the whole canvas and
+/// each frame's delay in milliseconds.
+pub fn frames<'a>(
+    bytes: &'a [u8],
+    probe: &Probe,
+) -> Result<Box<dyn Iterator<Item = Result<(Pixels, u32), TransformError>> + 'a>, TransformError> {
+    let (w, h) = (probe.width, probe.height);
+    Ok(match probe.format {
+        SourceFormat::Gif => Box::new(gif_anim::frames(bytes, w, h)?),
+        SourceFormat::Webp => Box::new(webp_anim::frames(bytes, w, h)?),
+        f => {
+            return Err(TransformError::Unsupported(format!(
+                "{} animation",
+                f.as_str()
+            )))
+        }
+    })
 }
 
 /// Identifies the format from magic bytes.
@@ -170,6 +209,7 @@ pub fn encode(
         OutputFormat::Png => png::encode(p),
         OutputFormat::Webp => webp::encode(p, quality),
         OutputFormat::Avif => avif::encode(p, quality, avif_speed),
+        OutputFormat::Gif => gif_anim::encode(p),
     }
 }
 

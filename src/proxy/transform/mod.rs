@@ -16,11 +16,12 @@ pub use failure::{Failure, Scope};
 pub use sign::{sign_url, sign_url_with, SignOptions};
 
 use crate::config::TransformSettings;
+use crate::image::animation;
 use crate::image::decoded::DecodedCache;
 use crate::image::error::{ParamError, PoolError, TransformError};
 use crate::image::format::{
-    negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated, OutputFormat,
-    SourceFormat,
+    negotiate, negotiate_allowed, source_format_from_content_type, FormatChoice, Negotiated,
+    OutputFormat, SourceFormat,
 };
 use crate::image::hints::ClientHints;
 use crate::image::params::{parse_query_hinted, Presets};
@@ -57,6 +58,8 @@ pub struct Planned {
     pub vary_accept: bool,
     /// `sig=` from the URL.
     pub signature: Option<String>,
+    /// What `format=auto` gives an animated source (`image::animation::auto_format`).
+    pub anim_auto: OutputFormat,
 }
 
 impl Planned {
@@ -209,9 +212,22 @@ impl Transformer {
             &self.auto_formats
         };
         let negotiated = negotiate_allowed(spec.format, accept, candidates);
+        let webp = Negotiated::Format(OutputFormat::Webp);
+        let anim_auto = animation::auto_format(
+            self.limits.allows(OutputFormat::Webp)
+                && negotiate(FormatChoice::Auto, accept, false) == webp,
+        );
         let mut canonical = spec.canonical(negotiated.format());
         if let Some(used) = spec.auto_width {
             canonical.push_str(&format!("{AUTO_WIDTH}{}", used.bits()));
+        }
+        let avif = Negotiated::Format(OutputFormat::Avif);
+        if spec.format == FormatChoice::Auto
+            && negotiated == avif
+            && anim_auto != OutputFormat::Webp
+        {
+            // AVIF for a still, GIF (not WebP) for an animation: an entry apart
+            canonical.push_str(",a=gif");
         }
         if spec.format == FormatChoice::Auto {
             // Same bytes as the fixed format, but stored with `Vary: Accept`: its own entry.
@@ -229,6 +245,7 @@ impl Transformer {
             spec,
             forward_query,
             signature: parsed.signature,
+            anim_auto,
         }))
     }
 
@@ -286,11 +303,17 @@ impl Transformer {
                 );
             }
         }
-        // The one place the output format is decided: "same as source" is the declared type's.
-        let mut out = planned.negotiated.resolve(declared);
+        // The one place the output format is decided: "same as source" is the declared type's;
+        // a GIF or WebP source may be animated: a format that keeps it so (`image::animation`).
+        let still = planned.negotiated.resolve(declared);
+        let mut out = animation::output_format(&planned.spec, declared, still, planned.anim_auto);
         if !self.limits.allows(out) {
-            // "Same as source" but that format is not allowed: the first allowed one.
-            out = self.limits.allowed_formats.first().copied().unwrap_or(out);
+            // Not allowed: the still's format, else the first allowed one.
+            let first = self.limits.allowed_formats.first().copied();
+            out = Some(still)
+                .filter(|f| self.limits.allows(*f))
+                .or(first)
+                .unwrap_or(out);
         }
         Verdict::Transform { out, declared }
     }
