@@ -5,7 +5,7 @@
 //! Parameters: Cloudflare Images' option names, every one listed in [`PARAMS`]: implemented
 //! (`width`/`w`, `height`/`h`, `dpr`, `fit`, `gravity`, `format`, `quality`/`q`, `background`,
 //! `trim` and `trim.*`, `rotate`, `flip`, `brightness`, `contrast`, `gamma`, `saturation`,
-//! `blur`, `sharpen`, `border`, `compression`, `onerror`) or refused with a reason (400 before any origin
+//! `blur`, `sharpen`, `border`, `compression`, `onerror`, `metadata`) or refused with a reason (400 before any origin
 //! request), plus `preset=NAME`. Value syntax and ranges: `values.rs`.
 //!
 //! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::image::error::ParamError;
 use crate::image::format::{FormatChoice, OutputFormat};
 use crate::image::hints::{self, ClientHints};
+use crate::image::metadata::Metadata;
 use crate::image::spec::{
     apply_dpr, Adjust, Border, Fit, Flip, Gravity, Limits, TransformSpec, Trim, TrimBorder,
 };
@@ -52,6 +53,7 @@ pub struct Preset {
     pub onerror_redirect: Option<bool>,
     /// `format=json` (kept apart from `format`: a later `format=` in the URL replaces it).
     pub json: Option<bool>,
+    pub metadata: Option<Metadata>,
 }
 
 impl Preset {
@@ -81,6 +83,7 @@ impl Preset {
             fast: other.fast.or(self.fast),
             onerror_redirect: other.onerror_redirect.or(self.onerror_redirect),
             json: other.json.or(self.json),
+            metadata: other.metadata.or(self.metadata),
         }
     }
 
@@ -130,6 +133,7 @@ pub(crate) enum Key {
     Border,
     Compression,
     OnError,
+    Metadata,
     /// A Cloudflare option imgedge refuses (400 before any origin request), with the reason.
     Unsupported(&'static str),
 }
@@ -186,7 +190,7 @@ pub(crate) const PARAMS: &[(&str, Key)] = &[
     ("border", Key::Border),
     ("compression", Key::Compression),
     ("anim", Key::Unsupported(LATER)),
-    ("metadata", Key::Unsupported(LATER)),
+    ("metadata", Key::Metadata),
     ("onerror", Key::OnError),
     ("slow-connection-quality", Key::Unsupported(LATER)),
     (
@@ -324,6 +328,11 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
             "redirect" => p.onerror_redirect = Some(true),
             _ => return Err(err(format!("{} is not redirect", quoted(v)))),
         },
+        Key::Metadata => {
+            p.metadata = Some(Metadata::parse(v).ok_or_else(|| {
+                err(format!("{} is not one of copyright, keep, none", quoted(v)))
+            })?)
+        }
         Key::Unsupported(why) => return Err(err(why.to_string())),
         Key::Preset => return Err(err("a preset cannot name another preset".to_string())),
     }
@@ -478,6 +487,7 @@ fn finalize(p: &Preset, limits: &Limits, hints: &ClientHints) -> Result<Transfor
         fast: p.fast.unwrap_or(false),
         onerror_redirect: p.onerror_redirect.unwrap_or(false),
         json,
+        metadata: p.metadata.unwrap_or_default(),
     })
 }
 

@@ -10,6 +10,7 @@ use crate::image::codec::{self, probe, Probe};
 use crate::image::cost;
 use crate::image::decoded::DecodedCache;
 use crate::image::error::TransformError;
+use crate::image::metadata;
 use crate::image::format::{OutputFormat, SourceFormat};
 use crate::image::ops::fit::{plan, Plan};
 use crate::image::ops::flatten::flatten;
@@ -333,6 +334,7 @@ impl Prepared {
         }
         let quality = spec.quality.unwrap_or(limits.default_quality);
         let bytes = codec::encode(&img, format, quality, limits.avif_speed)?;
+        let bytes = metadata::carry(src, probe.format, bytes, format, spec.metadata)?;
         Ok(Output {
             bytes,
             format,

@@ -4,6 +4,7 @@
 
 use crate::image::format::{FormatChoice, OutputFormat};
 use crate::image::hints::HintsUsed;
+use crate::image::metadata::Metadata;
 
 /// How the image is fitted into `width` x `height`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -269,6 +270,8 @@ pub struct TransformSpec {
     /// `format=json`: the output's and the original's sizes as JSON instead of an image
     /// (`image::info`); `format` is then `Source`.
     pub json: bool,
+    /// `metadata=`: what the output keeps of the source's EXIF and XMP.
+    pub metadata: Metadata,
 }
 
 impl Default for TransformSpec {
@@ -292,6 +295,7 @@ impl Default for TransformSpec {
             fast: false,
             onerror_redirect: false,
             json: false,
+            metadata: Metadata::Copyright,
         }
     }
 }
@@ -420,6 +424,10 @@ impl TransformSpec {
         }
         if self.fast {
             p.push(("c", "compression", "fast".to_string()));
+        }
+        // the default (copyright) is not written: older keys and signatures stay as they were
+        if self.metadata != Metadata::Copyright && !self.json {
+            p.push(("meta", "metadata", self.metadata.as_str().to_string()));
         }
     }
 }

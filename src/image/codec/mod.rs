@@ -1,6 +1,6 @@
 //! The codecs, one file per format (header probe, decode, encode), and the dispatch over them:
 //! magic-byte sniffing, [`probe`] (header only, no pixels), [`decode`] to 8-bit RGB/RGBA and
-//! [`encode`]. No metadata is written.
+//! [`encode`]. Metadata (EXIF, XMP) is read and written by `meta`, after encoding.
 
 pub mod avif;
 mod bytes;
@@ -10,6 +10,7 @@ mod image_crate;
 pub mod jpeg;
 mod jpeg_dc;
 mod jpeg_scans;
+pub mod meta;
 pub mod png;
 pub mod webp;
 
