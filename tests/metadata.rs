@@ -39,7 +39,11 @@ fn exiftool(body: &[u8]) -> serde_json::Map<String, Value> {
         .arg(&path)
         .output()
         .expect("exiftool (libimage-exiftool-perl, see .ci/setup)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v[0].as_object().unwrap().clone()
 }
@@ -70,7 +74,11 @@ fn diff_from_upright(body: &[u8]) -> f64 {
     let reference = image::load_from_memory(&fixture("friends_upright_ref.png"))
         .unwrap()
         .to_rgb8();
-    assert_eq!(out.dimensions(), reference.dimensions(), "upright is 256x386");
+    assert_eq!(
+        out.dimensions(),
+        reference.dimensions(),
+        "upright is 256x386"
+    );
     out.as_raw()
         .iter()
         .zip(reference.as_raw())
@@ -90,7 +98,11 @@ fn default_keeps_copyright_and_artist_only() {
             assert_eq!(m["EXIF:Artist"], ARTIST, "{f}{q}");
             let mut exif = group(&m, "EXIF");
             exif.sort();
-            assert_eq!(exif, ["EXIF:Artist", "EXIF:Copyright"], "{f}{q}: nothing else");
+            assert_eq!(
+                exif,
+                ["EXIF:Artist", "EXIF:Copyright"],
+                "{f}{q}: nothing else"
+            );
             no_gps(&m, f);
             assert!(group(&m, "XMP").is_empty(), "{f}{q}: {m:?}");
             // no orientation tag: the upright pixels are shown as they are
@@ -103,7 +115,10 @@ fn default_keeps_copyright_and_artist_only() {
 fn keep_keeps_all_but_the_orientation_and_the_thumbnail() {
     let (_o, edge) = setup("");
     for f in ["jpeg", "webp", "png"] {
-        let r = fetch(&edge, &format!("{PHOTO}?width=256&format={f}&metadata=keep"));
+        let r = fetch(
+            &edge,
+            &format!("{PHOTO}?width=256&format={f}&metadata=keep"),
+        );
         let m = exiftool(&r.body);
         assert_eq!(m["EXIF:Copyright"], COPYRIGHT, "{f}: {m:?}");
         assert_eq!(m["EXIF:Artist"], ARTIST, "{f}");
@@ -119,7 +134,11 @@ fn keep_keeps_all_but_the_orientation_and_the_thumbnail() {
         assert_eq!(m["XMP:Creator"], ARTIST, "{f}");
         let thumb: Vec<&String> = m.keys().filter(|k| k.contains("Thumbnail")).collect();
         assert!(thumb.is_empty(), "{f}: thumbnail left: {thumb:?}");
-        assert!(!m.contains_key("ExifTool:Warning"), "{f}: {}", m["ExifTool:Warning"]);
+        assert!(
+            !m.contains_key("ExifTool:Warning"),
+            "{f}: {}",
+            m["ExifTool:Warning"]
+        );
         assert!(diff_from_upright(&r.body) < 6.0, "{f}");
     }
 }
@@ -144,7 +163,10 @@ fn none_carries_nothing_and_avif_never_does() {
     for q in ["", "&metadata=keep"] {
         let r = fetch(&edge, &format!("/seeding_640x360.jpg?width=100{q}"));
         let m = exiftool(&r.body);
-        assert!(group(&m, "EXIF").is_empty() && group(&m, "XMP").is_empty(), "{m:?}");
+        assert!(
+            group(&m, "EXIF").is_empty() && group(&m, "XMP").is_empty(),
+            "{m:?}"
+        );
     }
 }
 
@@ -183,9 +205,15 @@ fn values_cache_key_path_form_and_presets() {
     let keep = fetch(&edge, &format!("{PHOTO}?width=100&metadata=keep"));
     assert_eq!(keep.cache(), "MISS");
     assert_ne!(keep.body, a.body);
-    assert_eq!(fetch(&edge, &format!("{PHOTO}?width=100&metadata=none")).cache(), "MISS");
+    assert_eq!(
+        fetch(&edge, &format!("{PHOTO}?width=100&metadata=none")).cache(),
+        "MISS"
+    );
     // the path form shares the query form's entry; a preset's metadata applies
-    let p = fetch(&edge, &format!("/cdn-cgi/image/width=100,metadata=keep{PHOTO}"));
+    let p = fetch(
+        &edge,
+        &format!("/cdn-cgi/image/width=100,metadata=keep{PHOTO}"),
+    );
     assert_eq!((p.cache(), &p.body), ("HIT", &keep.body));
     let preset = fetch(&edge, &format!("{PHOTO}?preset=full"));
     assert_eq!((preset.cache(), &preset.body), ("HIT", &keep.body));

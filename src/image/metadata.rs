@@ -126,7 +126,11 @@ fn has_text(v: &Value) -> bool {
 
 /// `xmp` with its `tiff:Orientation` (attribute or element form) set to 1.
 fn upright_xmp(mut xmp: Vec<u8>) -> Vec<u8> {
-    for prefix in [&b"tiff:Orientation=\""[..], b"tiff:Orientation='", b"<tiff:Orientation>"] {
+    for prefix in [
+        &b"tiff:Orientation=\""[..],
+        b"tiff:Orientation='",
+        b"<tiff:Orientation>",
+    ] {
         let mut from = 0;
         while let Some(at) = find(&xmp[from..], prefix) {
             let digit = from + at + prefix.len();
@@ -204,7 +208,12 @@ mod tests {
             assert_eq!(e.little_endian(), le);
             let tags: Vec<Tag> = e.fields().map(|f| f.tag).collect();
             assert_eq!(tags.len(), 2, "{tags:?}");
-            let v = |t| e.get_field(t, In::PRIMARY).unwrap().display_value().to_string();
+            let v = |t| {
+                e.get_field(t, In::PRIMARY)
+                    .unwrap()
+                    .display_value()
+                    .to_string()
+            };
             assert_eq!(v(Tag::Copyright), "\"(c) 2018 A. Berasategi\"");
             assert_eq!(v(Tag::Artist), "\"Aitzol Berasategi\"");
         }
@@ -213,13 +222,30 @@ mod tests {
     #[test]
     fn copyright_without_either_tag_is_nothing() {
         let src = tiff(&[ascii(Tag::Make, b"Camera")], false);
-        let exif = select(Metadata::Copyright, Blocks { exif: Some(src), xmp: None }).exif;
+        let exif = select(
+            Metadata::Copyright,
+            Blocks {
+                exif: Some(src),
+                xmp: None,
+            },
+        )
+        .exif;
         assert_eq!(exif, None);
         let blank = tiff(&[ascii(Tag::Copyright, b"  ")], true);
-        let exif = select(Metadata::Copyright, Blocks { exif: Some(blank), xmp: None }).exif;
+        let exif = select(
+            Metadata::Copyright,
+            Blocks {
+                exif: Some(blank),
+                xmp: None,
+            },
+        )
+        .exif;
         assert_eq!(exif, None, "a blank copyright is no notice");
         for junk in [&b""[..], b"II*\0", b"MM\0*\xff\xff\xff\xff", b"not exif"] {
-            let b = Blocks { exif: Some(junk.to_vec()), xmp: None };
+            let b = Blocks {
+                exif: Some(junk.to_vec()),
+                xmp: None,
+            };
             assert_eq!(select(Metadata::Copyright, b).exif, None);
         }
     }
@@ -233,10 +259,14 @@ mod tests {
         };
         let src = tiff(&[ascii(Tag::Make, b"Camera"), orient], false);
         assert_eq!(exif_orientation(&src), Some(6));
-        let xmp = b"<rdf:Description tiff:Orientation=\"6\"/><tiff:Orientation>8</tiff:Orientation>";
+        let xmp =
+            b"<rdf:Description tiff:Orientation=\"6\"/><tiff:Orientation>8</tiff:Orientation>";
         let out = select(
             Metadata::Keep,
-            Blocks { exif: Some(src.clone()), xmp: Some(xmp.to_vec()) },
+            Blocks {
+                exif: Some(src.clone()),
+                xmp: Some(xmp.to_vec()),
+            },
         );
         let exif = out.exif.unwrap();
         assert_eq!(exif_orientation(&exif), Some(1));
@@ -253,7 +283,10 @@ mod tests {
     #[test]
     fn none_is_nothing() {
         let src = tiff(&[ascii(Tag::Copyright, b"me")], false);
-        let b = Blocks { exif: Some(src), xmp: Some(b"x".to_vec()) };
+        let b = Blocks {
+            exif: Some(src),
+            xmp: Some(b"x".to_vec()),
+        };
         assert!(select(Metadata::None, b).is_empty());
     }
 

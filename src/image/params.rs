@@ -329,9 +329,10 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
             _ => return Err(err(format!("{} is not redirect", quoted(v)))),
         },
         Key::Metadata => {
-            p.metadata = Some(Metadata::parse(v).ok_or_else(|| {
-                err(format!("{} is not one of copyright, keep, none", quoted(v)))
-            })?)
+            p.metadata =
+                Some(Metadata::parse(v).ok_or_else(|| {
+                    err(format!("{} is not one of copyright, keep, none", quoted(v)))
+                })?)
         }
         Key::Unsupported(why) => return Err(err(why.to_string())),
         Key::Preset => return Err(err("a preset cannot name another preset".to_string())),

@@ -192,13 +192,19 @@ fn metadata_values_key_and_forwarding() {
     assert_eq!(spec("w=10&metadata=copyright").canonical(None), "w=10");
     assert_eq!(spec("w=10&metadata=keep").canonical(None), "w=10,meta=keep");
     assert_eq!(spec("w=10&metadata=none").signed_form(), "w=10,meta=none");
-    assert_eq!(spec("w=10&metadata=keep&format=json").canonical(None), "w=10,f=json");
+    assert_eq!(
+        spec("w=10&metadata=keep&format=json").canonical(None),
+        "w=10,f=json"
+    );
     for q in ["metadata=keep", "w=5&metadata=none", "metadata=copyright"] {
         let s = spec(q);
         assert_eq!(spec(&s.to_query(None)).canonical(None), s.canonical(None));
     }
     let e = err("metadata=all");
-    assert!(e.contains("metadata") && e.contains("copyright, keep, none"), "{e}");
+    assert!(
+        e.contains("metadata") && e.contains("copyright, keep, none"),
+        "{e}"
+    );
     // a preset's value, overridden by the URL's
     let mut m = BTreeMap::new();
     m.insert("metadata".to_string(), "keep".to_string());

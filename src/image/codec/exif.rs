@@ -87,7 +87,11 @@ pub fn reset_orientation(tiff: &mut [u8]) {
     }) else {
         return;
     };
-    let one = if le { 1u16.to_le_bytes() } else { 1u16.to_be_bytes() };
+    let one = if le {
+        1u16.to_le_bytes()
+    } else {
+        1u16.to_be_bytes()
+    };
     tiff[at..at + 2].copy_from_slice(&one);
 }
 

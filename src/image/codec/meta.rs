@@ -143,7 +143,11 @@ fn itxt_xmp(data: &[u8]) -> Option<Vec<u8>> {
 
 /// `out` (encoded as `format`) with `blocks` written into its container. AVIF is returned as it
 /// is, and so is a block too large for its container (a JPEG segment holds under 64 KiB).
-pub fn embed(out: Vec<u8>, format: OutputFormat, blocks: &Blocks) -> Result<Vec<u8>, TransformError> {
+pub fn embed(
+    out: Vec<u8>,
+    format: OutputFormat,
+    blocks: &Blocks,
+) -> Result<Vec<u8>, TransformError> {
     if blocks.is_empty() {
         return Ok(out);
     }
@@ -236,7 +240,6 @@ fn embed_webp(bytes: Bytes, blocks: &Blocks) -> Result<Vec<u8>, TransformError> 
     }
     written!(webp)
 }
-
 
 #[cfg(test)]
 mod tests {
