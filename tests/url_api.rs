@@ -60,7 +60,6 @@ fn unsupported_options_and_bad_values_are_400_before_the_origin() {
         "segment=foreground",
         "gravity=face&width=100&height=100&fit=cover",
         "zoom=0.5",
-        "metadata=keep",
         "slow-connection-quality=50",
         "origin-auth=share-publicly",
     ] {

@@ -6,6 +6,7 @@
 //! - `format`: source and output formats, `Accept` negotiation, `Content-Type` mapping;
 //!   `hints`: the width `width=auto` takes from client hints.
 //! - `info`: `format=json`, the output's and the original's sizes from the header alone.
+//! - `metadata`: what `metadata=` keeps of the source's EXIF and XMP in the output.
 //! - `pipeline::transform` runs one transform: probe, decode, the `ops`, encode; `cost`
 //!   estimates from the header what one holds in memory.
 //! - `animation`: animated GIF and WebP kept animated, frame by frame, within their limits.
@@ -23,6 +24,7 @@ pub mod format;
 pub mod hints;
 pub mod info;
 pub mod lookalike;
+pub mod metadata;
 pub mod ops;
 pub mod params;
 pub mod path_options;

@@ -5,7 +5,7 @@
 //! Parameters: Cloudflare Images' option names, every one listed in [`PARAMS`]: implemented
 //! (`width`/`w`, `height`/`h`, `dpr`, `fit`, `gravity`, `format`, `quality`/`q`, `background`,
 //! `trim` and `trim.*`, `rotate`, `flip`, `brightness`, `contrast`, `gamma`, `saturation`,
-//! `blur`, `sharpen`, `border`, `compression`, `onerror`, `anim`) or refused with a reason (400 before any origin
+//! `blur`, `sharpen`, `border`, `compression`, `onerror`, `anim`, `metadata`) or refused with a reason (400 before any origin
 //! request), plus `preset=NAME`. Value syntax and ranges: `values.rs`.
 //!
 //! **Duplicates: the last occurrence wins** (also across aliases: `w=1&width=2` gives width 2).
@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::image::error::ParamError;
 use crate::image::format::{FormatChoice, OutputFormat};
 use crate::image::hints::{self, ClientHints};
+use crate::image::metadata::Metadata;
 use crate::image::spec::{
     apply_dpr, Adjust, Border, Fit, Flip, Gravity, Limits, TransformSpec, Trim, TrimBorder,
 };
@@ -53,6 +54,7 @@ pub struct Preset {
     /// `format=json` (kept apart from `format`: a later `format=` in the URL replaces it).
     pub json: Option<bool>,
     pub anim: Option<bool>,
+    pub metadata: Option<Metadata>,
 }
 
 impl Preset {
@@ -83,6 +85,7 @@ impl Preset {
             onerror_redirect: other.onerror_redirect.or(self.onerror_redirect),
             json: other.json.or(self.json),
             anim: other.anim.or(self.anim),
+            metadata: other.metadata.or(self.metadata),
         }
     }
 
@@ -133,6 +136,7 @@ pub(crate) enum Key {
     Compression,
     OnError,
     Anim,
+    Metadata,
     /// A Cloudflare option imgedge refuses (400 before any origin request), with the reason.
     Unsupported(&'static str),
 }
@@ -189,7 +193,7 @@ pub(crate) const PARAMS: &[(&str, Key)] = &[
     ("border", Key::Border),
     ("compression", Key::Compression),
     ("anim", Key::Anim),
-    ("metadata", Key::Unsupported(LATER)),
+    ("metadata", Key::Metadata),
     ("onerror", Key::OnError),
     ("slow-connection-quality", Key::Unsupported(LATER)),
     (
@@ -332,6 +336,12 @@ fn apply(p: &mut Preset, key: Key, name: &str, v: &str) -> Result<(), ParamError
             "false" => p.anim = Some(false),
             _ => return Err(err(format!("{} is not true or false", quoted(v)))),
         },
+        Key::Metadata => {
+            p.metadata =
+                Some(Metadata::parse(v).ok_or_else(|| {
+                    err(format!("{} is not one of copyright, keep, none", quoted(v)))
+                })?)
+        }
         Key::Unsupported(why) => return Err(err(why.to_string())),
         Key::Preset => return Err(err("a preset cannot name another preset".to_string())),
     }
@@ -487,6 +497,7 @@ fn finalize(p: &Preset, limits: &Limits, hints: &ClientHints) -> Result<Transfor
         onerror_redirect: p.onerror_redirect.unwrap_or(false),
         anim: p.anim.unwrap_or(true),
         json,
+        metadata: p.metadata.unwrap_or_default(),
     })
 }
 

@@ -181,3 +181,42 @@ fn a_question_mark_is_part_of_the_name() {
     assert_eq!(again.transform, None);
     assert!(parse("?w=100").unwrap().transform.is_none());
 }
+
+#[test]
+fn metadata_values_key_and_forwarding() {
+    use crate::image::metadata::Metadata;
+    assert_eq!(spec("w=10").metadata, Metadata::Copyright);
+    assert_eq!(spec("w=10&metadata=keep").metadata, Metadata::Keep);
+    assert_eq!(spec("metadata=none").metadata, Metadata::None);
+    // the default is not in the key (older keys and signatures unchanged); the others are
+    assert_eq!(spec("w=10&metadata=copyright").canonical(None), "w=10");
+    assert_eq!(spec("w=10&metadata=keep").canonical(None), "w=10,meta=keep");
+    assert_eq!(spec("w=10&metadata=none").signed_form(), "w=10,meta=none");
+    assert_eq!(
+        spec("w=10&metadata=keep&format=json").canonical(None),
+        "w=10,f=json"
+    );
+    for q in ["metadata=keep", "w=5&metadata=none", "metadata=copyright"] {
+        let s = spec(q);
+        assert_eq!(spec(&s.to_query(None)).canonical(None), s.canonical(None));
+    }
+    let e = err("metadata=all");
+    assert!(
+        e.contains("metadata") && e.contains("copyright, keep, none"),
+        "{e}"
+    );
+    // a preset's value, overridden by the URL's
+    let mut m = BTreeMap::new();
+    m.insert("metadata".to_string(), "keep".to_string());
+    let mut presets = Presets::new();
+    presets.insert("k".to_string(), parse_preset(&m).unwrap());
+    let s = |q: &str| {
+        parse_query(Some(q), &lim(), &presets)
+            .unwrap()
+            .transform
+            .unwrap()
+            .metadata
+    };
+    assert_eq!(s("preset=k"), Metadata::Keep);
+    assert_eq!(s("preset=k&metadata=none"), Metadata::None);
+}

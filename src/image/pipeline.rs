@@ -13,6 +13,7 @@ use crate::image::cost;
 use crate::image::decoded::DecodedCache;
 use crate::image::error::TransformError;
 use crate::image::format::{OutputFormat, SourceFormat};
+use crate::image::metadata;
 use crate::image::ops::fit::{plan, Plan};
 use crate::image::ops::flatten::flatten;
 use crate::image::ops::orient::{apply_orientation, compose, upright_rect_to_stored};
@@ -312,6 +313,7 @@ impl Prepared {
                 }
             }
         }
+        let bytes = metadata::carry(src, probe.format, bytes, format, spec.metadata)?;
         Ok(Output {
             bytes,
             format,

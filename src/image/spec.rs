@@ -4,6 +4,7 @@
 
 use crate::image::format::{FormatChoice, OutputFormat};
 use crate::image::hints::HintsUsed;
+use crate::image::metadata::Metadata;
 
 /// How the image is fitted into `width` x `height`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -282,6 +283,8 @@ pub struct TransformSpec {
     /// `anim` (default true): an animated source stays animated in GIF and WebP output;
     /// `false`: its first frame only (`image::animation`).
     pub anim: bool,
+    /// `metadata=`: what the output keeps of the source's EXIF and XMP.
+    pub metadata: Metadata,
 }
 
 impl Default for TransformSpec {
@@ -306,6 +309,7 @@ impl Default for TransformSpec {
             onerror_redirect: false,
             json: false,
             anim: true,
+            metadata: Metadata::Copyright,
         }
     }
 }
@@ -437,6 +441,10 @@ impl TransformSpec {
         }
         if !self.anim {
             p.push(("anim", "anim", "false".to_string()));
+        }
+        // the default (copyright) is not written: older keys and signatures stay as they were
+        if self.metadata != Metadata::Copyright && !self.json {
+            p.push(("meta", "metadata", self.metadata.as_str().to_string()));
         }
     }
 }

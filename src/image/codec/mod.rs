@@ -1,6 +1,6 @@
 //! The codecs, one file per format (header probe, decode, encode), and the dispatch over them:
 //! magic-byte sniffing, [`probe`] (header only, no pixels), [`decode`] to 8-bit RGB/RGBA and
-//! [`encode`]. No metadata is written.
+//! [`encode`]. Metadata (EXIF, XMP) is read and written by `meta`, after encoding.
 
 pub mod avif;
 mod bytes;
@@ -15,6 +15,7 @@ pub mod jpeg_cmyk;
 mod jpeg_dc;
 mod jpeg_entropy;
 mod jpeg_scans;
+pub mod meta;
 pub mod png;
 pub mod webp;
 pub mod webp_anim;
