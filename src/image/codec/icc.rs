@@ -105,14 +105,14 @@ fn webp(b: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// `out` (as our encoders write it, `w` x `h`) with `icc` embedded; AVIF is returned as is
-/// (ravif writes no ICC box).
+/// `out` (as our encoders write it, `w` x `h`) with `icc` embedded; AVIF and GIF are returned
+/// as they are (ravif writes no ICC box; a GIF's colours are sRGB by convention).
 pub fn embed(out: Vec<u8>, format: OutputFormat, icc: &[u8], w: u32, h: u32) -> Vec<u8> {
     match format {
         OutputFormat::Jpeg => embed_jpeg(out, icc),
         OutputFormat::Png => embed_png(out, icc),
         OutputFormat::Webp => embed_webp(out, icc, w, h),
-        OutputFormat::Avif => out,
+        OutputFormat::Avif | OutputFormat::Gif => out,
     }
 }
 

@@ -117,7 +117,7 @@ pub(crate) fn frames(
         };
         let item = next.map_err(error(w, h)).and_then(|f| {
             let (n, d) = f.delay().numer_denom_ms();
-            let delay = if d == 0 { 0 } else { n / d };
+            let delay = n.checked_div(d).unwrap_or(0);
             let img = f.into_buffer();
             if img.dimensions() != (w, h) {
                 return Err(TransformError::Corrupt(format!(

@@ -156,7 +156,7 @@ pub fn embed(
         OutputFormat::Jpeg => embed_jpeg(bytes, blocks),
         OutputFormat::Png => embed_png(bytes, blocks),
         OutputFormat::Webp => embed_webp(bytes, blocks),
-        OutputFormat::Avif => Ok(bytes.into()),
+        OutputFormat::Avif | OutputFormat::Gif => Ok(bytes.into()),
     }
 }
 

@@ -6,8 +6,8 @@ pub mod avif;
 mod bytes;
 pub mod exif;
 pub mod gif;
-pub mod icc;
 pub mod gif_anim;
+pub mod icc;
 mod image_crate;
 pub mod jpeg;
 mod jpeg_ac;
@@ -109,12 +109,13 @@ pub fn animation(bytes: &[u8], probe: &Probe) -> Result<Option<AnimHeader>, Tran
     }
 }
 
+/// Frames of an animation, one at a time: RGBA pixels of the whole canvas and the frame's delay
+/// in milliseconds, or why the next one could not be decoded.
+pub type Frames<'a> = Box<dyn Iterator<Item = Result<(Pixels, u32), TransformError>> + 'a>;
+
 /// An animated source's frames, decoded one at a time: RGBA pixels of the whole canvas and
 /// each frame's delay in milliseconds.
-pub fn frames<'a>(
-    bytes: &'a [u8],
-    probe: &Probe,
-) -> Result<Box<dyn Iterator<Item = Result<(Pixels, u32), TransformError>> + 'a>, TransformError> {
+pub fn frames<'a>(bytes: &'a [u8], probe: &Probe) -> Result<Frames<'a>, TransformError> {
     let (w, h) = (probe.width, probe.height);
     Ok(match probe.format {
         SourceFormat::Gif => Box::new(gif_anim::frames(bytes, w, h)?),
