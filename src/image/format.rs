@@ -8,6 +8,8 @@ pub enum SourceFormat {
     Png,
     Webp,
     Gif,
+    /// Rasterized when a size or a raster format is asked; else served as a sanitized SVG.
+    Svg,
 }
 
 impl SourceFormat {
@@ -17,15 +19,16 @@ impl SourceFormat {
             SourceFormat::Png => "png",
             SourceFormat::Webp => "webp",
             SourceFormat::Gif => "gif",
+            SourceFormat::Svg => "svg",
         }
     }
 
     /// The output format used for "same as source": GIF becomes PNG (first frame only,
-    /// there is no GIF encoder).
+    /// there is no GIF encoder), and so does a rasterized SVG.
     pub fn same_output(&self) -> OutputFormat {
         match self {
             SourceFormat::Jpeg => OutputFormat::Jpeg,
-            SourceFormat::Png | SourceFormat::Gif => OutputFormat::Png,
+            SourceFormat::Png | SourceFormat::Gif | SourceFormat::Svg => OutputFormat::Png,
             SourceFormat::Webp => OutputFormat::Webp,
         }
     }
@@ -201,6 +204,8 @@ pub fn source_format_from_content_type(ct: &str) -> Option<SourceFormat> {
         Some(SourceFormat::Webp)
     } else if eq("image/gif") {
         Some(SourceFormat::Gif)
+    } else if eq("image/svg+xml") {
+        Some(SourceFormat::Svg)
     } else {
         None
     }
@@ -298,7 +303,10 @@ mod tests {
             source_format_from_content_type("image/gif"),
             Some(SourceFormat::Gif)
         );
-        assert_eq!(source_format_from_content_type("image/svg+xml"), None);
+        assert_eq!(
+            source_format_from_content_type("image/svg+xml"),
+            Some(SourceFormat::Svg)
+        );
         assert_eq!(source_format_from_content_type("text/html"), None);
     }
 }

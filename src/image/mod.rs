@@ -29,6 +29,7 @@ pub mod pixels;
 pub mod pool;
 pub mod spec;
 pub mod values;
+pub mod svg;
 
 #[cfg(test)]
 mod tests;
