@@ -112,8 +112,8 @@ fn hostile_svgs_are_served_sanitized_with_a_csp_and_cached() {
         let again = get(&url);
         assert_eq!(again.cache(), "HIT", "{name}");
         assert_eq!(
-            (again.body, again.header("content-security-policy")),
-            (r.body.clone(), Some(CSP))
+            (&again.body, again.header("content-security-policy")),
+            (&r.body, Some(CSP))
         );
         assert_eq!(origin.hits(&format!("/{name}")), 1, "{name}");
     }
