@@ -283,3 +283,100 @@ fn a_bad_svg_mode_names_the_key() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("transform.svg"), "{text}");
 }
+
+/// An SVG through the rest of the URL API: `format=json` describes the sanitized document,
+/// `onerror=redirect` sends a refused or unrenderable SVG to its original (which is itself only
+/// ever served sanitized, or refused), the path form rasterizes and sanitizes as the query form.
+#[test]
+fn svg_through_json_onerror_and_the_path_form() {
+    let (origin, edge) = setup("transform:\n  max_source_pixels: 1000000\n");
+    // format=json: the output's size and the original's own (not the size it renders at)
+    let r = get(&edge.url("/logo.svg?width=300&format=json"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let sanitized = get(&edge.url("/logo.svg")).body.len();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "width": 300,
+            "height": 150,
+            "original": {"file_size": sanitized, "width": 100, "height": 50, "format": "image/svg+xml"},
+        })
+    );
+    let r = try_get_with(&edge.url("/billion_laughs.svg?format=json"), &[]);
+    if let Ok(r) = r {
+        assert_ne!(r.status, 200, "{}", r.text());
+    }
+
+    // onerror=redirect on a document the sanitizer refuses: the original (which the source
+    // cache fetches, sanitized, as a plain GET) is itself refused, and that 422 is answered
+    // (a 302 to it would only lead to the same 422); never the raw document.
+    let url = edge.url("/billion_laughs.svg?width=100&onerror=redirect");
+    for _ in 0..2 {
+        if let Ok(r) = try_get_with(&url, &[]) {
+            assert!(r.status == 422 || r.status == 302, "{}", r.text());
+            assert!(!r.text().contains("lollol"), "{}", r.text());
+        }
+    }
+    match try_get_with(&edge.url("/billion_laughs.svg"), &[]) {
+        Ok(r) => assert_eq!(r.status, 422, "{}", r.text()),
+        Err(e) => eprintln!("original aborted as documented ({e})"),
+    }
+    // ... and on a size it may not render at (the limit is 1 Mpx): the redirect, whose
+    // original is the sanitized document with its CSP
+    let url = edge.url("/script.svg?width=4000&onerror=redirect");
+    if let Err(e) = try_get_with(&url, &[]) {
+        eprintln!("first answer aborted as documented ({e})");
+    }
+    let r = get(&url);
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/script.svg"));
+    let r = get(&edge.url("/script.svg"));
+    assert_eq!(r.header("content-security-policy"), Some(CSP));
+    assert_clean("script.svg", &r.text());
+
+    // the path form: rasterized at the width asked, or served as a sanitized document
+    let r = get(&edge.url("/cdn-cgi/image/width=100/logo.svg"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(
+        image::load_from_memory(&r.body).unwrap().dimensions(),
+        (100, 50)
+    );
+    let r = get(&edge.url("/cdn-cgi/image/format=auto/script.svg"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(r.header("content-security-policy"), Some(CSP));
+    assert_clean("script.svg", &r.text());
+    assert!(origin.hits("/logo.svg") >= 1);
+}
+
+/// `transform.svg: passthrough`: documents as the origin sent them (no CSP added), even with
+/// `format=auto`; sizes and raster formats still rasterize.
+#[test]
+fn passthrough_serves_documents_as_sent_and_still_rasterizes() {
+    let (_origin, edge) = setup("transform:\n  svg: passthrough\n");
+    for path in [
+        "/script.svg",
+        "/script.svg?format=auto",
+        "/cdn-cgi/image/format=auto/script.svg",
+    ] {
+        let r = get(&edge.url(path));
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.body, svg_fixture("script.svg"), "{path}");
+        assert_eq!(r.header("content-security-policy"), None, "{path}");
+    }
+    for (path, size) in [
+        ("/script.svg?height=30&format=jpeg", (60, 30)),
+        ("/cdn-cgi/image/width=240/script.svg", (240, 120)),
+    ] {
+        let r = get(&edge.url(path));
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(
+            image::load_from_memory(&r.body).unwrap().dimensions(),
+            size,
+            "{path}"
+        );
+    }
+}

@@ -28,8 +28,8 @@ pub mod pipeline;
 pub mod pixels;
 pub mod pool;
 pub mod spec;
-pub mod values;
 pub mod svg;
+pub mod values;
 
 #[cfg(test)]
 mod tests;

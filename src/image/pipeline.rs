@@ -115,11 +115,18 @@ pub fn prepare(
     let (sw, sh) = (probe.width as f64, probe.height as f64);
     let region = upright_rect_to_stored(kept, probe.orientation, sw, sh);
     // with `trim=border` this is the untrimmed layout: its output bounds the trimmed one's
-    let mut layout = layout_of(region, probe.orientation, &codec::svg::vector_spec(svg, spec));
+    let mut layout = layout_of(
+        region,
+        probe.orientation,
+        &codec::svg::vector_spec(svg, spec),
+    );
     if svg {
         // rendered at the size the crop needs, checked against the pixel limit before
         let (w, h) = codec::svg::render_size(layout.crop, layout.resized, &probe, limits)?;
-        let (fx, fy) = (w as f64 / probe.width as f64, h as f64 / probe.height as f64);
+        let (fx, fy) = (
+            w as f64 / probe.width as f64,
+            h as f64 / probe.height as f64,
+        );
         let to_render = |r: Rect| Rect {
             x: r.x * fx,
             y: r.y * fy,

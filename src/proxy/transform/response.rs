@@ -3,7 +3,7 @@
 //! transformed on the pool at its end. What this leaves in the body is what is cached.
 
 use super::{onerror, FailureKeys, Planned, Verdict};
-use crate::image::format::OutputFormat;
+use crate::image::format::{OutputFormat, SourceFormat};
 use crate::image::hints::HintsUsed;
 use crate::metrics::METRICS;
 use crate::proxy::ctx::{Buffering, Ctx};
@@ -112,6 +112,10 @@ pub fn on_header(
         Verdict::PassThrough => {}
         Verdict::Transform { out, declared } => {
             remove_source_headers(resp);
+            if declared == SourceFormat::Svg {
+                // the sanitized document's (through the source cache): not the raster's
+                resp.remove_header(&http::header::CONTENT_SECURITY_POLICY);
+            }
             set_transformed_headers(resp, out, planned)?;
             // Room for the whole declared body up front (inspect checked the limit).
             let capacity = usize::try_from(declared_len.unwrap_or(0)).unwrap_or(0);

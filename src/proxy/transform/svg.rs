@@ -59,7 +59,10 @@ impl Transformer {
 
     /// The source sanitized, when it is an SVG and `transform.svg` says so (so nothing the
     /// sanitizer removes ever reaches the renderer either); `None`: use it as it is.
-    pub(super) fn sanitized_if_svg(&self, source: &[u8]) -> Result<Option<Vec<u8>>, TransformError> {
+    pub(super) fn sanitized_if_svg(
+        &self,
+        source: &[u8],
+    ) -> Result<Option<Vec<u8>>, TransformError> {
         if self.svg == SvgMode::Sanitize && sniff(source) == Some(SourceFormat::Svg) {
             self.sanitize_svg(source).map(Some)
         } else {
