@@ -96,10 +96,13 @@ mod tests {
             workers: 1,
             queue: 1,
             max_memory_bytes: defaults::TRANSFORM_MAX_MEMORY_BYTES,
+            decoded_cache_bytes: 0,
             auto_avif: false,
             failure_ttl: defaults::TRANSFORM_FAILURE_TTL,
             timeout: defaults::TRANSFORM_TIMEOUT,
             signing: None,
+            unknown_params: crate::config::UnknownParams::Warn,
+            remote_sources: Vec::new(),
             svg,
         })
     }
