@@ -332,3 +332,26 @@ pub fn check_decode(data: &[u8]) {
         );
     }
 }
+
+/// (d) Arbitrary bytes as an SVG from the origin through the sanitizer
+/// (`image::svg::sanitize`, as `transform.svg: sanitize` serves it). Invariants: never panics;
+/// what it returns sanitizes again (well-formed, still SVG) and holds no script element, no
+/// `javascript:`, no DOCTYPE or entity declaration, no `foreignObject`.
+pub fn check_svg(data: &[u8]) {
+    let Ok(clean) = crate::image::svg::sanitize(data) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&clean).to_ascii_lowercase();
+    for bad in [
+        "<script",
+        "javascript:",
+        "<!doctype",
+        "<!entity",
+        "<foreignobject",
+    ] {
+        assert!(!text.contains(bad), "sanitized SVG holds {bad}: {text}");
+    }
+    if let Err(e) = crate::image::svg::sanitize(&clean) {
+        panic!("sanitized SVG does not sanitize again ({e}): {text}");
+    }
+}

@@ -66,3 +66,8 @@ fn checks_use_the_default_limits() {
     assert_eq!(l.max_source_pixels, d::TRANSFORM_MAX_SOURCE_PIXELS);
     assert_eq!(l.max_source_bytes, d::TRANSFORM_MAX_SOURCE_BYTES);
 }
+
+#[test]
+fn svg_corpus() {
+    replay("svg", imgedge::fuzzing::check_svg);
+}

@@ -114,6 +114,8 @@ pub const TLS_H2: bool = true;
 pub const HTTP_MAX_URL_BYTES: u64 = 8 << 10;
 /// `http.max_header_bytes`: larger header blocks (names + values) get 431.
 pub const HTTP_MAX_HEADER_BYTES: u64 = 32 << 10;
+/// `transform.svg`: SVG responses are sanitized unless the origin is trusted (`passthrough`).
+pub const TRANSFORM_SVG: crate::image::svg::SvgMode = crate::image::svg::SvgMode::Sanitize;
 /// `transform.timeout`: budget of one transform, queue wait included (typical: 10-300 ms).
 pub const TRANSFORM_TIMEOUT: Duration = Duration::from_secs(10);
 /// `transform.unknown_params`: a look-alike of a transform parameter gets a warning header.

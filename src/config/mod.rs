@@ -254,6 +254,8 @@ pub struct TransformSettings {
     pub unknown_params: UnknownParams,
     /// `transform.remote_sources`: the only hosts a path-form SOURCE URL may be fetched from.
     pub remote_sources: Vec<RemoteSource>,
+    /// What is done to SVG responses (`transform.svg`).
+    pub svg: crate::image::svg::SvgMode,
 }
 
 /// One entry of `transform.remote_sources`: a scheme, host and port (the path and query of a

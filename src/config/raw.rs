@@ -167,6 +167,8 @@ pub struct RawTransform {
     pub signing: Option<RawSigning>,
     /// `scheme://host[:port]` a path-form SOURCE URL may name.
     pub remote_sources: Option<Vec<String>>,
+    /// `sanitize` | `passthrough`
+    pub svg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -192,7 +192,18 @@ pub(super) fn validate_transform(t: RawTransform, errs: &mut Errors) -> Transfor
             }
         })
         .collect();
+    let svg = match t.svg.as_deref() {
+        None => defaults::TRANSFORM_SVG,
+        Some(s) => crate::image::svg::SvgMode::parse(s).unwrap_or_else(|| {
+            errs.add(
+                "transform.svg",
+                format!("{s:?} is not one of sanitize, passthrough"),
+            );
+            defaults::TRANSFORM_SVG
+        }),
+    };
     TransformSettings {
+        svg,
         remote_sources,
         unknown_params,
         signing,

@@ -39,7 +39,11 @@ pub enum TransformError {
         h: u32,
         what: String,
     },
-    #[error("source is not an image in a supported format (JPEG, PNG, WebP, GIF)")]
+    /// An SVG asked at a size whose rendering is above `max_source_pixels` (this variant's
+    /// fault: a smaller one of the same document renders).
+    #[error("SVG would be rendered at {w}x{h} pixels, above the maximum {max} pixels")]
+    RenderTooLarge { w: u32, h: u32, max: u64 },
+    #[error("source is not an image in a supported format (JPEG, PNG, WebP, GIF, SVG)")]
     NotAnImage,
     #[error("unsupported image: {0}")]
     Unsupported(String),
@@ -58,7 +62,9 @@ impl TransformError {
     /// Short label for metrics: `too_big` | `bomb` | `bad_data` | `encode`.
     pub fn reason(&self) -> &'static str {
         match self {
-            TransformError::TooLarge { .. } | TransformError::OutputTooLarge { .. } => "too_big",
+            TransformError::TooLarge { .. }
+            | TransformError::OutputTooLarge { .. }
+            | TransformError::RenderTooLarge { .. } => "too_big",
             TransformError::Trim(_) => "bad_data",
             TransformError::TooManyPixels { .. } | TransformError::AnimationTooLarge { .. } => {
                 "bomb"

@@ -8,6 +8,8 @@ pub enum SourceFormat {
     Png,
     Webp,
     Gif,
+    /// Rasterized when a size or a raster format is asked; else served as a sanitized SVG.
+    Svg,
 }
 
 impl SourceFormat {
@@ -17,15 +19,17 @@ impl SourceFormat {
             SourceFormat::Png => "png",
             SourceFormat::Webp => "webp",
             SourceFormat::Gif => "gif",
+            SourceFormat::Svg => "svg",
         }
     }
 
     /// The output format used for "same as source" when a still is made: GIF becomes PNG
-    /// (its first frame; an animation kept is `image::animation::output_format`'s choice).
+    /// (its first frame; an animation kept is `image::animation::output_format`'s choice), and
+    /// so does a rasterized SVG.
     pub fn same_output(&self) -> OutputFormat {
         match self {
             SourceFormat::Jpeg => OutputFormat::Jpeg,
-            SourceFormat::Png | SourceFormat::Gif => OutputFormat::Png,
+            SourceFormat::Png | SourceFormat::Gif | SourceFormat::Svg => OutputFormat::Png,
             SourceFormat::Webp => OutputFormat::Webp,
         }
     }
@@ -207,6 +211,8 @@ pub fn source_format_from_content_type(ct: &str) -> Option<SourceFormat> {
         Some(SourceFormat::Webp)
     } else if eq("image/gif") {
         Some(SourceFormat::Gif)
+    } else if eq("image/svg+xml") {
+        Some(SourceFormat::Svg)
     } else {
         None
     }
@@ -304,7 +310,10 @@ mod tests {
             source_format_from_content_type("image/gif"),
             Some(SourceFormat::Gif)
         );
-        assert_eq!(source_format_from_content_type("image/svg+xml"), None);
+        assert_eq!(
+            source_format_from_content_type("image/svg+xml"),
+            Some(SourceFormat::Svg)
+        );
         assert_eq!(source_format_from_content_type("text/html"), None);
     }
 }

@@ -15,6 +15,7 @@ fn media_type(f: SourceFormat) -> &'static str {
         SourceFormat::Png => "image/png",
         SourceFormat::Webp => "image/webp",
         SourceFormat::Gif => "image/gif",
+        SourceFormat::Svg => "image/svg+xml",
     }
 }
 
@@ -29,7 +30,11 @@ pub fn describe(
     // The output format plays no part in the geometry; any one satisfies `prepare`.
     let prepared = prepare(src, spec, OutputFormat::Png, limits)?;
     let (width, height) = prepared.output_size();
-    let probe = prepared.probe();
+    let probe = match prepared.probe().format {
+        // an SVG's prepared probe holds the size it would be rendered at, not its own
+        SourceFormat::Svg => crate::image::codec::probe(src)?,
+        _ => *prepared.probe(),
+    };
     let (ow, oh) = probe.oriented_size();
     let doc = serde_json::json!({
         "width": width,

@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod pixels;
 pub mod pool;
 pub mod spec;
+pub mod svg;
 pub mod values;
 
 #[cfg(test)]

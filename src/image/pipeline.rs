@@ -97,8 +97,9 @@ pub fn prepare(
             max: limits.max_source_bytes,
         });
     }
-    let probe = probe(src)?;
-    if probe.pixels() > limits.max_source_pixels {
+    let mut probe = probe(src)?;
+    let svg = probe.format == SourceFormat::Svg;
+    if !svg && probe.pixels() > limits.max_source_pixels {
         return Err(TransformError::TooManyPixels {
             w: probe.width,
             h: probe.height,
@@ -119,7 +120,27 @@ pub fn prepare(
     let (sw, sh) = (probe.width as f64, probe.height as f64);
     let region = upright_rect_to_stored(kept, probe.orientation, sw, sh);
     // with `trim=border` this is the untrimmed layout: its output bounds the trimmed one's
-    let layout = layout_of(region, probe.orientation, spec);
+    let mut layout = layout_of(
+        region,
+        probe.orientation,
+        &codec::svg::vector_spec(svg, spec),
+    );
+    if svg {
+        // rendered at the size the crop needs, checked against the pixel limit before
+        let (w, h) = codec::svg::render_size(layout.crop, layout.resized, &probe, limits)?;
+        let (fx, fy) = (
+            w as f64 / probe.width as f64,
+            h as f64 / probe.height as f64,
+        );
+        let to_render = |r: Rect| Rect {
+            x: r.x * fx,
+            y: r.y * fy,
+            w: r.w * fx,
+            h: r.h * fy,
+        };
+        (layout.crop, layout.region) = (to_render(layout.crop), to_render(layout.region));
+        (probe.width, probe.height) = (w, h);
+    }
     let output = layout.output;
     if output.0 as u64 * output.1 as u64 > limits.max_output_pixels {
         return Err(TransformError::OutputTooLarge {
@@ -432,6 +453,8 @@ fn decode_or_reuse(
     };
     let scale = match probe.format {
         SourceFormat::Jpeg => jpeg_denom,
+        // rendered at each variant's size: nothing to share
+        SourceFormat::Svg => return Ok((Arc::new(codec::decode(src, probe, jpeg_denom)?), false)),
         _ => 1,
     };
     cache.get_or_decode(cache.id(src), scale, || {

@@ -145,6 +145,8 @@ pub struct TransformCtx {
     pub permit: Option<Permit>,
     /// Set while an origin body is being buffered for a transform.
     pub buffering: Option<Buffering>,
+    /// Set while an SVG body is being buffered to be sanitized (`transform.svg`).
+    pub sanitizing: Option<Vec<u8>>,
     /// The 422 body replacing an origin body refused from its header.
     pub refusal: Option<Bytes>,
     /// Why the transform of this response failed (the error answer's body).

@@ -83,6 +83,7 @@ pub fn on_body_end(state: &State, session: &Session, ctx: &mut Ctx) -> Result<()
     log::warn!("{}: {reason}", session.req_header().uri);
     ctx.origin.fault = Some((504, reason.clone()));
     ctx.transform.buffering = None;
+    ctx.transform.sanitizing = None;
     let mut e = Error::explain(ErrorType::ReadTimedout, reason);
     e.as_up();
     Err(e)

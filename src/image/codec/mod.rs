@@ -17,6 +17,7 @@ mod jpeg_entropy;
 mod jpeg_scans;
 pub mod meta;
 pub mod png;
+pub mod svg;
 pub mod webp;
 pub mod webp_anim;
 
@@ -63,6 +64,9 @@ pub enum Layout {
     },
     /// The first frame, composed onto an RGBA canvas of the logical screen.
     Gif,
+    /// A vector document, rendered to RGBA at the size asked (`Probe::width`/`height` are that
+    /// size once `pipeline::prepare` has chosen it); its parsed tree grows with the document.
+    Svg { source_bytes: u64 },
 }
 
 impl Layout {
@@ -72,7 +76,7 @@ impl Layout {
             Layout::Jpeg { .. } => false,
             Layout::Png { channels, .. } => channels == 2 || channels == 4,
             Layout::Webp { alpha, .. } => alpha,
-            Layout::Gif => true,
+            Layout::Gif | Layout::Svg { .. } => true,
         }
     }
 }
@@ -139,6 +143,8 @@ pub fn sniff(bytes: &[u8]) -> Option<SourceFormat> {
         Some(SourceFormat::Webp)
     } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
         Some(SourceFormat::Gif)
+    } else if svg::sniff(bytes) {
+        Some(SourceFormat::Svg)
     } else {
         None
     }
@@ -153,6 +159,7 @@ pub fn probe(bytes: &[u8]) -> Result<Probe, TransformError> {
         SourceFormat::Png => png::probe(bytes)?,
         SourceFormat::Gif => gif::probe(bytes)?,
         SourceFormat::Webp => webp::probe(bytes)?,
+        SourceFormat::Svg => svg::probe(bytes)?,
     };
     if width == 0 || height == 0 {
         return Err(TransformError::Corrupt(format!(
@@ -170,8 +177,8 @@ pub fn probe(bytes: &[u8]) -> Result<Probe, TransformError> {
 }
 
 /// Decodes the probed source in its stored orientation: a JPEG at scale 1/`jpeg_denom` (1, 2,
-/// 4 or 8, see `pipeline::jpeg_scale_denominator`), the other formats at full size, never larger
-/// than the probe said. A file cut short is `Truncated`, never an image with missing rows.
+/// 4 or 8, see `pipeline::jpeg_scale_denominator`), an SVG rendered at the probe's size, the
+/// other formats at full size, never larger than the probe said. A file cut short is `Truncated`, never an image with missing rows.
 pub fn decode(bytes: &[u8], probe: &Probe, jpeg_denom: usize) -> Result<Pixels, TransformError> {
     let (w, h) = (probe.width, probe.height);
     match probe.format {
@@ -179,6 +186,7 @@ pub fn decode(bytes: &[u8], probe: &Probe, jpeg_denom: usize) -> Result<Pixels, 
         SourceFormat::Png => png::decode(bytes, w, h),
         SourceFormat::Webp => webp::decode(bytes, w, h),
         SourceFormat::Gif => gif::decode(bytes, w, h),
+        SourceFormat::Svg => svg::render(bytes, w, h),
     }
 }
 

@@ -21,9 +21,9 @@ pub enum Scope {
     /// The source's fault (too large, too many pixels, corrupt, truncated, not an image):
     /// every variant of it fails alike.
     Source,
-    /// Only this variant (its canonical transform) fails: an output too large, an animation
-    /// over its limits (its first frame, `anim=false`, is still made), an encoder
-    /// error, a memory need above the whole budget, a job that ran past `transform.timeout`
+    /// Only this variant (its canonical transform) fails: an output (or an SVG's rendering)
+    /// too large, an animation over its limits (its first frame, `anim=false`, is still made),
+    /// an encoder error, a memory need above the whole budget, a job that ran past `transform.timeout`
     /// (it cannot be stopped: a repeat would start another copy of the same costly job).
     /// Other variants of the source are still made.
     Variant,
@@ -62,6 +62,7 @@ impl Failure {
         match self {
             Failure::Image(
                 TransformError::OutputTooLarge { .. }
+                | TransformError::RenderTooLarge { .. }
                 | TransformError::Encode(_)
                 | TransformError::Trim(_)
                 | TransformError::AnimationTooLarge { .. },

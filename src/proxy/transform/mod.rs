@@ -11,6 +11,7 @@ pub mod onerror;
 pub mod path_form;
 pub mod response;
 mod sign;
+pub mod svg;
 
 pub use failure::{Failure, Scope};
 pub use sign::{sign_url, sign_url_with, SignOptions};
@@ -28,6 +29,7 @@ use crate::image::params::{parse_query_hinted, Presets};
 use crate::image::pipeline::{self, Output};
 use crate::image::pool::{MemoryBudget, Permit, TransformPool};
 use crate::image::spec::{Limits, TransformSpec};
+use crate::image::svg::SvgMode;
 use crate::metrics::METRICS;
 use crate::signing::{SignatureError, Signed, Signer};
 use parking_lot::Mutex;
@@ -90,6 +92,8 @@ pub enum Verdict {
     PassThrough,
     /// Refused from the header alone (declared too large): answer 422 with this reason.
     Refuse(String),
+    /// An SVG served as a document: sanitized at the end of its body (`svg`).
+    Sanitize,
 }
 
 /// Where a request's failures are remembered.
@@ -134,6 +138,8 @@ pub struct Transformer {
     /// Cache key -> milliseconds the transform that made the entry took (for `Server-Timing`).
     durations: Mutex<lru::LruCache<u64, f32>>,
     hasher: ahash::RandomState,
+    /// `transform.svg`.
+    svg: SvgMode,
 }
 
 impl Transformer {
@@ -163,6 +169,7 @@ impl Transformer {
                 std::num::NonZeroUsize::new(MAX_DURATIONS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
             hasher: ahash::RandomState::new(),
+            svg: s.svg,
         }
     }
 
@@ -283,25 +290,15 @@ impl Transformer {
         content_encoding: Option<&str>,
         content_length: Option<u64>,
     ) -> Verdict {
-        if !(status == 200 || status == 203) {
-            return Verdict::PassThrough;
-        }
-        if content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
-            return Verdict::PassThrough;
-        }
-        let Some(declared) = content_type.and_then(source_format_from_content_type) else {
-            return Verdict::PassThrough;
+        let declared = match self.source_of(status, content_type, content_encoding) {
+            Ok(d) => d,
+            Err(v) => return v,
         };
-        if let Some(len) = content_length {
-            if len > self.limits.max_source_bytes {
-                return Verdict::Refuse(
-                    TransformError::TooLarge {
-                        bytes: len,
-                        max: self.limits.max_source_bytes,
-                    }
-                    .to_string(),
-                );
-            }
+        if let Some(refused) = self.declared_too_large(content_length) {
+            return refused;
+        }
+        if declared == SourceFormat::Svg && !svg::rasterizes(&planned.spec) {
+            return self.svg_document();
         }
         // The one place the output format is decided: "same as source" is the declared type's;
         // a GIF or WebP source may be animated: a format that keeps it so (`image::animation`).
@@ -316,6 +313,38 @@ impl Transformer {
                 .unwrap_or(out);
         }
         Verdict::Transform { out, declared }
+    }
+
+    /// The source format a response declares, when it is one we handle: else the verdict
+    /// (pass it, or refuse a compressed SVG that must be sanitized).
+    fn source_of(
+        &self,
+        status: u16,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<SourceFormat, Verdict> {
+        if !(status == 200 || status == 203) {
+            return Err(Verdict::PassThrough);
+        }
+        let declared = content_type.and_then(source_format_from_content_type);
+        if content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
+            return Err(match declared {
+                Some(SourceFormat::Svg) if self.svg == SvgMode::Sanitize => {
+                    Verdict::Refuse(svg::ENCODED.to_string())
+                }
+                _ => Verdict::PassThrough,
+            });
+        }
+        declared.ok_or(Verdict::PassThrough)
+    }
+
+    fn declared_too_large(&self, content_length: Option<u64>) -> Option<Verdict> {
+        let len = content_length.filter(|l| *l > self.limits.max_source_bytes)?;
+        let e = TransformError::TooLarge {
+            bytes: len,
+            max: self.limits.max_source_bytes,
+        };
+        Some(Verdict::Refuse(e.to_string()))
     }
 
     pub fn max_source_bytes(&self) -> u64 {
@@ -368,6 +397,9 @@ impl Transformer {
         spec: &TransformSpec,
     ) -> Result<Vec<u8>, Failure> {
         drop(permit);
+        // An SVG is described as it would be served: sanitized (or refused).
+        let clean = self.sanitized_if_svg(source)?;
+        let source = clean.as_deref().unwrap_or(source);
         Ok(crate::image::info::describe(source, spec, &self.limits)?)
     }
 
@@ -379,6 +411,7 @@ impl Transformer {
         out: OutputFormat,
     ) -> Result<Output, Failure> {
         let started = Instant::now();
+        let source = self.sanitized_if_svg(&source)?.unwrap_or(source);
         let prepared = pipeline::prepare(&source, spec, out, &self.limits)?;
         let grant = self.memory.reserve(prepared.peak_bytes(), self.timeout)?;
         if grant.waited {
@@ -507,6 +540,7 @@ mod tests {
             signing: None,
             unknown_params: crate::config::UnknownParams::Warn,
             remote_sources: Vec::new(),
+            svg: defaults::TRANSFORM_SVG,
         })
     }
 

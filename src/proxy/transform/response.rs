@@ -3,7 +3,7 @@
 //! transformed on the pool at its end. What this leaves in the body is what is cached.
 
 use super::{onerror, FailureKeys, Planned, Verdict};
-use crate::image::format::OutputFormat;
+use crate::image::format::{OutputFormat, SourceFormat};
 use crate::image::hints::HintsUsed;
 use crate::metrics::METRICS;
 use crate::proxy::ctx::{Buffering, Ctx};
@@ -86,7 +86,7 @@ pub fn on_header(
 ) -> Result<()> {
     let status = resp.status.as_u16();
     let Some(planned) = ctx.transform.planned.as_deref() else {
-        return Ok(());
+        return on_plain_header(state, session, resp, ctx);
     };
     if status == 304 && !ctx.transform.forwarded {
         // Revalidated: the origin's tag names the source; the stored entry keeps its own.
@@ -112,6 +112,10 @@ pub fn on_header(
         Verdict::PassThrough => {}
         Verdict::Transform { out, declared } => {
             remove_source_headers(resp);
+            if declared == SourceFormat::Svg {
+                // the sanitized document's (through the source cache): not the raster's
+                resp.remove_header(&http::header::CONTENT_SECURITY_POLICY);
+            }
             set_transformed_headers(resp, out, planned)?;
             // Room for the whole declared body up front (inspect checked the limit).
             let capacity = usize::try_from(declared_len.unwrap_or(0)).unwrap_or(0);
@@ -121,25 +125,82 @@ pub fn on_header(
                 source: Vec::with_capacity(capacity),
             });
         }
+        Verdict::Sanitize => {
+            set_sanitized_headers(resp, Some(planned))?;
+            ctx.transform.sanitizing = Some(Vec::new());
+            // Sanitizing runs here, not on the pool: free the slot for others.
+            ctx.transform.permit = None;
+        }
         Verdict::Refuse(reason) => {
-            log::warn!(
-                "transform refused for {}: {reason}",
-                session.req_header().uri
-            );
-            refused("too_big");
-            // The declared length is the source's own: every variant of it is refused alike.
+            // The declared length (or encoding) is the source's own: every variant of it is
+            // refused alike.
             let keys = FailureKeys::new(&ctx.transform.source_key, planned);
             state
                 .transformer
                 .remember_failure(&keys.source, 422, &reason);
-            let (header, body) = match ctx.transform.redirect.as_deref() {
-                Some(to) => onerror::response(to, &reason)?,
-                None => refusal(&reason)?,
-            };
-            *resp = header;
-            ctx.transform.refusal = Some(body);
+            refuse(session, resp, ctx, reason)?;
         }
     }
+    Ok(())
+}
+
+/// The origin's header for a request without transform parameters: an SVG is sanitized.
+fn on_plain_header(
+    state: &State,
+    session: &Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let h = &resp.headers;
+    if resp.status.as_u16() == 304 {
+        // A sanitized entry keeps its own tag, as a transformed one does.
+        let meta = session.cache.maybe_cache_meta();
+        if meta.is_some_and(|m| m.headers().contains_key(crate::cache::SOURCE_ETAG)) {
+            resp.remove_header(&http::header::ETAG);
+        }
+        return Ok(());
+    }
+    let text = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    let verdict = state.transformer.inspect_plain(
+        resp.status.as_u16(),
+        text(http::header::CONTENT_TYPE),
+        text(http::header::CONTENT_ENCODING),
+        text(http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok()),
+    );
+    match verdict {
+        Verdict::Sanitize => {
+            set_sanitized_headers(resp, None)?;
+            ctx.transform.sanitizing = Some(Vec::new());
+        }
+        Verdict::Refuse(reason) => refuse(session, resp, ctx, reason)?,
+        Verdict::PassThrough | Verdict::Transform { .. } => {}
+    }
+    Ok(())
+}
+
+/// Replaces the origin's response by a 422 with `reason` (or, with `onerror=redirect`, a 302
+/// to the original); its body follows in `on_body`.
+fn refuse(
+    session: &Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut Ctx,
+    reason: String,
+) -> Result<()> {
+    log::warn!(
+        "transform refused for {}: {reason}",
+        session.req_header().uri
+    );
+    refused(if reason == super::svg::ENCODED {
+        "bad_data"
+    } else {
+        "too_big"
+    });
+    let (header, body) = match ctx.transform.redirect.as_deref() {
+        Some(to) => onerror::response(to, &reason)?,
+        None => refusal(&reason)?,
+    };
+    *resp = header;
+    ctx.transform.refusal = Some(body);
     Ok(())
 }
 
@@ -169,6 +230,9 @@ pub fn on_body(
         }
         return Ok(());
     }
+    if ctx.transform.sanitizing.is_some() {
+        return sanitize_body(state, session, body, end_of_stream, ctx);
+    }
     let Some(b) = ctx.transform.buffering.as_mut() else {
         return Ok(());
     };
@@ -185,6 +249,77 @@ pub fn on_body(
     // Over the limit: the pipeline refuses it at once (TooLarge) without decoding.
     *body = Some(run(state, session, b, ctx)?);
     Ok(())
+}
+
+/// A chunk of an SVG body to sanitize: buffered (up to the size limit), sanitized at the end.
+/// Sanitizing is a single pass over a bounded document: it runs here, not on the pool.
+fn sanitize_body(
+    state: &State,
+    session: &Session,
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let Some(source) = ctx.transform.sanitizing.as_mut() else {
+        return Ok(());
+    };
+    if let Some(chunk) = body.take() {
+        source.extend_from_slice(&chunk);
+    }
+    let over = source.len() as u64 > state.transformer.max_source_bytes();
+    if !end_of_stream && !over {
+        return Ok(());
+    }
+    let source = ctx.transform.sanitizing.take().unwrap_or_default();
+    let t = &state.transformer;
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let result = if multi_thread {
+        tokio::task::block_in_place(|| t.sanitize_svg(&source))
+    } else {
+        t.sanitize_svg(&source)
+    };
+    match result {
+        Ok(clean) => {
+            *body = Some(Bytes::from(clean));
+            Ok(())
+        }
+        Err(e) => {
+            // As a failed transform: nothing is cached, the client gets the 422 (or the
+            // redirect of onerror=redirect) or an abort.
+            let failure = super::Failure::Image(e);
+            let reason = failure.to_string();
+            log::warn!("SVG refused for {}: {reason}", session.req_header().uri);
+            refused(failure.reason());
+            if let Some(keys) = failure_keys(ctx) {
+                t.remember(&keys, &failure);
+            }
+            ctx.transform.failure = Some(reason.clone());
+            Error::e_explain(ErrorType::HTTPStatus(failure.status()), reason)
+        }
+    }
+}
+
+/// An SVG served as a sanitized document: its type, what it may load (`svg::CSP`), no
+/// sniffing, no length or ranges (the body changes), a tag of its own.
+fn set_sanitized_headers(resp: &mut ResponseHeader, planned: Option<&Planned>) -> Result<()> {
+    resp.insert_header(http::header::CONTENT_TYPE, "image/svg+xml")?;
+    resp.insert_header(http::header::CONTENT_SECURITY_POLICY, super::svg::CSP)?;
+    resp.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+    // an origin's Content-Disposition (attachment) stays: it only makes the SVG safer
+    for h in [
+        http::header::CONTENT_LENGTH,
+        http::header::ACCEPT_RANGES,
+        http::header::CONTENT_ENCODING,
+    ] {
+        resp.remove_header(&h);
+    }
+    let canonical = planned.map_or("", |p| p.canonical.as_str());
+    set_variant_etag(resp, &format!("{canonical}/svg-sanitized"))?;
+    match planned {
+        Some(p) => add_vary(resp, p),
+        None => Ok(()),
+    }
 }
 
 /// Runs the transform of the buffered source on the pool and records what it cost.
@@ -258,14 +393,20 @@ fn set_transformed_headers(
         false => out.content_type(),
     };
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    set_variant_etag(resp, &format!("{}/{}", planned.canonical, out.as_str()))?;
+    add_vary(resp, planned)
+}
+
+/// An ETag naming `variant` of the source the origin's validator names; the origin's tag kept
+/// aside for revalidation.
+fn set_variant_etag(resp: &mut ResponseHeader, variant: &str) -> Result<()> {
     let text = |h| resp.headers.get(h).and_then(|v| v.to_str().ok());
     let origin_etag = text(http::header::ETAG).map(str::to_string);
     let source = origin_etag
         .clone()
         .or_else(|| text(http::header::LAST_MODIFIED).map(str::to_string));
     if let Some(source) = source {
-        let variant = format!("{}/{}", planned.canonical, out.as_str());
-        let etag = crate::cache::variant_etag(&source, &variant);
+        let etag = crate::cache::variant_etag(&source, variant);
         resp.insert_header(http::header::ETAG, etag)?;
     } else {
         // No validator: the storage tags the finished body instead.
@@ -274,7 +415,7 @@ fn set_transformed_headers(
     if let Some(tag) = origin_etag {
         resp.insert_header(crate::cache::SOURCE_ETAG, tag)?;
     }
-    add_vary(resp, planned)
+    Ok(())
 }
 
 /// `Vary: Accept` when the format was negotiated; for `width=auto`, `Vary` on the client hints
