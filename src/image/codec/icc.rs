@@ -16,7 +16,8 @@ pub fn profile(bytes: &[u8], format: SourceFormat) -> Option<Vec<u8>> {
         SourceFormat::Jpeg => jpeg(bytes),
         SourceFormat::Png => png(bytes),
         SourceFormat::Webp => webp(bytes),
-        SourceFormat::Gif => None,
+        // a GIF has no profile; an SVG is rendered in sRGB
+        SourceFormat::Gif | SourceFormat::Svg => None,
     }?;
     (icc.len() >= 128 && icc.len() <= MAX_PROFILE_BYTES).then_some(icc)
 }

@@ -42,7 +42,7 @@ pub fn read(src: &[u8], format: SourceFormat) -> Blocks {
         SourceFormat::Jpeg => read_jpeg(src),
         SourceFormat::Webp => read_webp(src),
         SourceFormat::Png => read_png(src),
-        SourceFormat::Gif => Blocks::default(),
+        SourceFormat::Gif | SourceFormat::Svg => Blocks::default(),
     }
 }
 
