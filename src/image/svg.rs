@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(local_css("a { fill: red }"), "a { fill: red }");
         assert_eq!(
             local_css("http://e/x.css); rect { fill: red; b: http://e }"),
-            "{ fill: red;}"
+            " rect { fill: red;}"
         );
     }
 
