@@ -415,28 +415,28 @@ fn zero_scan_data(out: &mut Vec<u8>, mut n: u64) {
 #[derive(Default)]
 pub(crate) struct BitWriter {
     bytes: Vec<u8>,
-    acc: u32,
+    /// Pending bits, the oldest highest; `n` of them (fewer than 8 between calls).
+    acc: u64,
     n: u32,
 }
 
 impl BitWriter {
+    /// Appends the low `bits` bits of `value` (at most 32).
     pub(crate) fn put(&mut self, value: u32, bits: u32) {
-        for i in (0..bits).rev() {
-            self.acc = (self.acc << 1) | ((value >> i) & 1);
-            self.n += 1;
-            if self.n == 8 {
-                self.push();
+        if bits == 0 {
+            return;
+        }
+        let value = u64::from(value) & ((1u64 << bits) - 1);
+        self.acc = (self.acc << bits) | value;
+        self.n += bits;
+        while self.n >= 8 {
+            self.n -= 8;
+            let byte = (self.acc >> self.n) as u8;
+            self.bytes.push(byte);
+            if byte == 0xFF {
+                self.bytes.push(0);
             }
         }
-    }
-    fn push(&mut self) {
-        let byte = self.acc as u8;
-        self.bytes.push(byte);
-        if byte == 0xFF {
-            self.bytes.push(0);
-        }
-        self.acc = 0;
-        self.n = 0;
     }
     /// Pads the last byte with one bits, as the standard asks.
     pub(crate) fn finish(mut self, out: &mut Vec<u8>) {
