@@ -4,8 +4,6 @@
 
 use std::io::Cursor;
 
-use image::AnimationDecoder;
-
 use crate::image::codec::{enc_err, image_crate, AnimHeader};
 use crate::image::error::TransformError;
 use crate::image::pixels::Pixels;
@@ -84,11 +82,9 @@ pub(crate) fn frames(
     w: u32,
     h: u32,
 ) -> Result<impl Iterator<Item = Result<(Pixels, u32), TransformError>> + '_, TransformError> {
-    let mut dec =
+    let dec =
         image::codecs::gif::GifDecoder::new(Cursor::new(b)).map_err(image_crate::error(w, h))?;
-    image::ImageDecoder::set_limits(&mut dec, image_crate::decode_limits(w, h))
-        .map_err(image_crate::error(w, h))?;
-    Ok(image_crate::frames(dec.into_frames(), w, h))
+    image_crate::frames(dec, w, h)
 }
 
 /// GIF output, one frame at a time; every frame covers the whole screen.

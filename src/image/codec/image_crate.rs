@@ -100,14 +100,19 @@ pub(crate) fn error(w: u32, h: u32) -> impl Fn(image::ImageError) -> TransformEr
 }
 
 /// An animation's frames, one at a time, as RGBA pixels of the whole `w` x `h` canvas with
-/// each frame's delay in milliseconds; a decoder panic ends them with `Corrupt`.
-pub(crate) fn frames(
-    frames: image::Frames<'_>,
+/// each frame's delay in milliseconds, under the same decode limits as a still; a decoder
+/// panic ends them with `Corrupt`.
+pub(crate) fn frames<'a, D>(
+    mut dec: D,
     w: u32,
     h: u32,
-) -> impl Iterator<Item = Result<(Pixels, u32), TransformError>> + '_ {
-    let mut frames = Some(frames);
-    std::iter::from_fn(move || {
+) -> Result<impl Iterator<Item = Result<(Pixels, u32), TransformError>> + 'a, TransformError>
+where
+    D: image::ImageDecoder + image::AnimationDecoder<'a>,
+{
+    dec.set_limits(decode_limits(w, h)).map_err(error(w, h))?;
+    let mut frames = Some(dec.into_frames());
+    Ok(std::iter::from_fn(move || {
         let it = frames.as_mut()?;
         let next = match catch_unwind(AssertUnwindSafe(|| it.next())) {
             Ok(next) => next?,
@@ -141,5 +146,5 @@ pub(crate) fn frames(
             frames = None;
         }
         Some(item)
-    })
+    }))
 }

@@ -4,7 +4,6 @@
 
 use std::io::Cursor;
 
-use image::AnimationDecoder;
 use libwebp_sys as sys;
 
 use crate::image::codec::bytes::{le16, le32};
@@ -54,11 +53,9 @@ pub(crate) fn frames(
     w: u32,
     h: u32,
 ) -> Result<impl Iterator<Item = Result<(Pixels, u32), TransformError>> + '_, TransformError> {
-    let mut dec =
+    let dec =
         image::codecs::webp::WebPDecoder::new(Cursor::new(b)).map_err(image_crate::error(w, h))?;
-    image::ImageDecoder::set_limits(&mut dec, image_crate::decode_limits(w, h))
-        .map_err(image_crate::error(w, h))?;
-    Ok(image_crate::frames(dec.into_frames(), w, h))
+    image_crate::frames(dec, w, h)
 }
 
 /// Animated WebP output through libwebp's `WebPAnimEncoder`, one frame at a time: it keeps
