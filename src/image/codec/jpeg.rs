@@ -112,14 +112,7 @@ pub(crate) fn decode(bytes: &[u8], denom: usize) -> Result<Pixels, TransformErro
     d.set_scaling_factor(factor).map_err(tj)?;
     let scaled = header.scaled(factor);
     let (w, h) = (scaled.width, scaled.height);
-    let len =
-        w.checked_mul(h)
-            .and_then(|p| p.checked_mul(3))
-            .ok_or(TransformError::TooManyPixels {
-                w: header.width as u32,
-                h: header.height as u32,
-                max: 0,
-            })?;
+    let len = buffer_len(w, h, 3, (header.width, header.height))?;
     let mut data = vec![0u8; len];
     let image = Image {
         pixels: &mut data[..],
@@ -143,6 +136,23 @@ pub(crate) fn decode(bytes: &[u8], denom: usize) -> Result<Pixels, TransformErro
 }
 
 /// "Extraneous bytes before marker" leaves the decoded pixels intact (common in camera files).
+/// Bytes of a `w` x `h` decode with `channels` samples a pixel; too many for memory is
+/// refused as a pixel bomb of the source's own `size`.
+pub(crate) fn buffer_len(
+    w: usize,
+    h: usize,
+    channels: usize,
+    size: (usize, usize),
+) -> Result<usize, TransformError> {
+    w.checked_mul(h)
+        .and_then(|p| p.checked_mul(channels))
+        .ok_or(TransformError::TooManyPixels {
+            w: size.0 as u32,
+            h: size.1 as u32,
+            max: 0,
+        })
+}
+
 fn tolerable_warning(msg: &str) -> bool {
     msg.contains("extraneous bytes before marker")
 }

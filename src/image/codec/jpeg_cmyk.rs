@@ -3,6 +3,7 @@
 //! crate's device conversion is used instead (`jpeg::decode`).
 
 use crate::image::codec::bytes::be16;
+use crate::image::codec::jpeg::buffer_len;
 use crate::image::error::TransformError;
 use crate::image::pixels::Pixels;
 
@@ -20,14 +21,7 @@ pub fn decode(bytes: &[u8]) -> Result<Pixels, TransformError> {
     let mut d = Decompressor::new().map_err(corrupt)?;
     let header = d.read_header(bytes).map_err(corrupt)?;
     let (w, h) = (header.width, header.height);
-    let len =
-        w.checked_mul(h)
-            .and_then(|p| p.checked_mul(4))
-            .ok_or(TransformError::TooManyPixels {
-                w: w as u32,
-                h: h as u32,
-                max: 0,
-            })?;
+    let len = buffer_len(w, h, 4, (w, h))?;
     let mut data = vec![0u8; len];
     let image = Image {
         pixels: &mut data[..],
